@@ -1,0 +1,101 @@
+"""The `cxrflow` command line: the human entry point for everything that is not a pipeline run."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cxrflow.logs import setup_logging
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+log = logging.getLogger("cxrflow")
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    """cxrflow: train and ship RAD-DINO-style chest X-ray encoders."""
+    setup_logging(verbose)
+
+
+@app.command()
+def phantom(
+    out: Annotated[Path, typer.Option(help="Directory to write the DICOM files and ground truth to.")],
+    subjects: Annotated[int, typer.Option(min=1, help="Number of synthetic subjects.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives byte-identical files.")] = 0,
+    min_side: Annotated[int, typer.Option(min=64, help="Smallest image side in pixels.")] = 384,
+    max_side: Annotated[int, typer.Option(min=64, help="Largest image side in pixels.")] = 896,
+    faulty: Annotated[bool, typer.Option(help="Also write files that ingestion must quarantine.")] = True,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Write synthetic chest radiographs as a PACS-like DICOM export, with ground truth."""
+    from cxrflow.phantom import generate_phantom
+
+    if min_side > max_side:
+        raise typer.BadParameter(f"--min-side {min_side} is larger than --max-side {max_side}")
+    summary = generate_phantom(
+        out, subjects, seed, min_side=min_side, max_side=max_side, include_faulty=faulty, workers=workers
+    )
+    console.print_json(json.dumps(summary.to_dict(), default=str))
+
+
+@app.command()
+def ingest(
+    input: Annotated[Path, typer.Option("--input", help="Inbox: a directory of DICOM files, any layout.")],
+    output: Annotated[Path, typer.Option("--output", help="Dataset directory to write or extend.")],
+    key_file: Annotated[
+        Path | None, typer.Option(help="File holding the de-identification secret (>= 32 bytes).")
+    ] = None,
+    ground_truth: Annotated[
+        Path | None, typer.Option(help="Side-car Parquet with labels/masks/reports by SOP UID.")
+    ] = None,
+    max_side: Annotated[int, typer.Option(min=16, help="Longest side of the written images.")] = 1024,
+    png_bits: Annotated[int, typer.Option(help="Bit depth of the written PNGs: 8 or 16.")] = 16,
+    write_dicom: Annotated[bool, typer.Option(help="Also write the de-identified DICOM files.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    locate: Annotated[
+        list[str] | None, typer.Option(help="Print the input path of these file keys and exit.")
+    ] = None,
+) -> None:
+    """De-identify and normalise the DICOM images of an inbox into a dataset directory."""
+    from cxrflow.ingest import IngestConfig, locate_files, run_ingest
+    from cxrflow.keys import KeyError_, load_key
+
+    try:
+        key = load_key(key_file)
+    except KeyError_ as exc:
+        raise typer.BadParameter(str(exc), param_hint="--key-file") from exc
+    if locate:
+        for fk, path in sorted(locate_files(input, key, set(locate)).items()):
+            console.print(f"{fk}\t{path}")
+        return
+    if png_bits not in (8, 16):
+        raise typer.BadParameter(f"must be 8 or 16, got {png_bits}", param_hint="--png-bits")
+    config = IngestConfig(
+        input_dir=input,
+        output_dir=output,
+        ground_truth=ground_truth,
+        max_side=max_side,
+        png_bits=png_bits,  # type: ignore[arg-type]
+        write_dicom=write_dicom,
+        workers=workers,
+    )
+    result = run_ingest(config, key)
+    console.print_json(json.dumps(result.to_dict()))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from cxrflow import __version__
+
+    console.print(__version__)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,114 @@
+"""From stored DICOM pixel values to a display-ready, normalised image file.
+
+The order is the standard's (PS3.3 C.11, and the grayscale pipeline of PS3.4 N.2): Modality
+LUT (Rescale Slope/Intercept or a Modality LUT Sequence), then VOI LUT (Window Center/Width
+with its VOI LUT Function, or a VOI LUT Sequence), then MONOCHROME1 inversion exactly once.
+pydicom never inverts MONOCHROME1 by itself. The window is applied here by the standard's
+formulas so that the result is a float image in [0, 1] regardless of the input's range.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.pixels import apply_modality_lut, apply_voi
+
+
+class PixelError(ValueError):
+    """The pixel data cannot be turned into a display image (reason in the message)."""
+
+
+def _first(value: object) -> float:
+    if isinstance(value, (list, MultiValue)):
+        value = value[0]
+    return float(value)  # type: ignore[arg-type]
+
+
+def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
+    """Apply a VOI window (PS3.3 C.11.2.1.2) and return values in [0, 1]."""
+    x = values.astype(np.float64)
+    function = function.strip().upper() or "LINEAR"
+    if function == "SIGMOID":
+        if width <= 0:
+            raise PixelError(f"WindowWidth must be > 0 for SIGMOID (got {width})")
+        return 1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
+    if function == "LINEAR_EXACT":
+        if width <= 0:
+            raise PixelError(f"WindowWidth must be > 0 for LINEAR_EXACT (got {width})")
+        return np.clip((x - center) / width + 0.5, 0.0, 1.0)
+    if function != "LINEAR":
+        raise PixelError(f"unsupported VOILUTFunction {function!r}")
+    if width < 1:
+        raise PixelError(f"WindowWidth must be >= 1 for LINEAR (got {width})")
+    if width == 1:
+        return (x > center - 0.5).astype(np.float64)
+    return np.clip((x - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
+
+
+def display_image(ds: Dataset, arr: np.ndarray | None = None) -> np.ndarray:
+    """The image as a person would see it on a calibrated display: float32 in [0, 1]."""
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise PixelError(f"not a monochrome image (PhotometricInterpretation {photometric or 'absent'})")
+    if arr is None:
+        arr = ds.pixel_array
+    if arr.ndim != 2:
+        raise PixelError(f"expected one 2-D frame, got pixel array of shape {arr.shape}")
+    values = apply_modality_lut(arr, ds).astype(np.float64)
+
+    if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
+        item = ds.VOILUTSequence[0]
+        out = apply_voi(values, ds, index=0).astype(np.float64)
+        bits = int(item.LUTDescriptor[2])
+        img = out / float(2**bits - 1)
+    elif "WindowCenter" in ds and "WindowWidth" in ds:
+        img = window(
+            values,
+            _first(ds.WindowCenter),
+            _first(ds.WindowWidth),
+            str(ds.get("VOILUTFunction", "LINEAR")),
+        )
+    else:
+        lo, hi = float(values.min()), float(values.max())
+        img = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+
+    if photometric == "MONOCHROME1":
+        img = 1.0 - img
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def resize_longest(img: np.ndarray, max_side: int) -> np.ndarray:
+    """Downscale so that the longest side is at most `max_side`, keeping the aspect ratio."""
+    h, w = img.shape
+    scale = max_side / max(h, w)
+    if scale >= 1.0:
+        return img
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    # BOX is area averaging: the right filter for strong downscaling, and exact in float.
+    return np.asarray(Image.fromarray(img, mode="F").resize(size, Image.Resampling.BOX))
+
+
+def encode_png(img: np.ndarray, bits: Literal[8, 16]) -> bytes:
+    """Quantise a [0, 1] image and encode it as a grayscale PNG (deterministic bytes)."""
+    if bits == 16:
+        q = np.round(np.clip(img, 0, 1) * 65535.0).astype(np.uint16)
+        pil = Image.fromarray(q)
+    else:
+        q = np.round(np.clip(img, 0, 1) * 255.0).astype(np.uint8)
+        pil = Image.fromarray(q, mode="L")
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a packed bit mask with nearest neighbour (bits must not blend)."""
+    if mask.shape == shape:
+        return mask
+    pil = Image.fromarray(mask.astype(np.uint16))
+    return np.asarray(pil.resize((shape[1], shape[0]), Image.Resampling.NEAREST)).astype(np.uint16)

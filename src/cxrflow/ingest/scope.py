@@ -1,0 +1,45 @@
+"""Which DICOM images the stage accepts: a documented, configurable rule set.
+
+Each rule returns a reason (for the quarantine list) when an image is out of scope. Reasons
+name the attribute and the value class, never a patient value.
+"""
+
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+
+from cxrflow.ingest.config import ScopeRules
+
+SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+
+
+def out_of_scope_reason(ds: Dataset, rules: ScopeRules) -> tuple[str, str] | None:
+    """(reason class, reason) when `ds` must be refused, else None."""
+    sop_class = str(ds.get("SOPClassUID", "")).strip()
+    modality = str(ds.get("Modality", "")).strip().upper()
+    if sop_class.startswith(SECONDARY_CAPTURE_PREFIX):
+        return "secondary_capture", f"Secondary Capture SOP class {sop_class}"
+    image_type = [str(v).strip().upper() for v in (ds.get("ImageType") or [])]
+    if rules.refuse_secondary and len(image_type) > 1 and image_type[1] == "SECONDARY":
+        return "secondary_capture", "ImageType value 2 is SECONDARY"
+    if sop_class not in rules.sop_classes:
+        return "sop_class", f"SOP class {sop_class or 'absent'} is not accepted"
+    if modality not in rules.modalities:
+        return "modality", f"Modality {modality or 'absent'} is not accepted"
+    if rules.refuse_for_processing:
+        intent = str(ds.get("PresentationIntentType", "")).strip().upper()
+        if intent == "FOR PROCESSING":
+            return "for_processing", "PresentationIntentType is FOR PROCESSING (raw detector data)"
+    burned = ds.get("BurnedInAnnotation")
+    if rules.refuse_burned_in_annotation:
+        if burned is not None and str(burned).strip().upper() == "YES":
+            return "burned_in_annotation", "BurnedInAnnotation is YES"
+        if burned is None and not rules.accept_missing_burned_in_annotation:
+            return "burned_in_annotation", "BurnedInAnnotation is absent"
+    body_part = str(ds.get("BodyPartExamined", "")).strip().upper()
+    if body_part not in rules.body_parts:
+        return "not_chest", f"BodyPartExamined {body_part} is not a chest body part"
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return "not_monochrome", f"PhotometricInterpretation {photometric or 'absent'} is not monochrome"
+    return None
