@@ -90,6 +90,64 @@ def ingest(
 
 
 @app.command()
+def run(
+    inbox: Annotated[Path, typer.Option(help="Inbox of DICOM files to ingest.")],
+    data_dir: Annotated[Path, typer.Option(help="The DVC-tracked dataset directory.")] = Path("data"),
+    local: Annotated[bool, typer.Option("--local", help="Run with kfp.local on this machine.")] = False,
+    ground_truth: Annotated[Path | None, typer.Option(help="Side-car Parquet (labels, masks, reports).")] = None,
+    max_side: Annotated[int, typer.Option(min=16, help="Longest side of the ingested images.")] = 1024,
+    workers: Annotated[int, typer.Option(min=1, help="Ingestion worker processes.")] = 1,
+    key_file: Annotated[Path | None, typer.Option(help="De-identification key file.")] = None,
+) -> None:
+    """Run the training pipeline (locally with --local; `cxrflow submit` targets a cluster)."""
+    import os
+
+    from cxrflow.keys import KEY_FILE_ENV_VAR, KeyError_, load_key
+    from cxrflow.local_run import LocalSettings, run_pipeline_locally
+
+    if not local:
+        raise typer.BadParameter("only --local is available in this version", param_hint="--local")
+    try:
+        load_key(key_file)
+    except KeyError_ as exc:
+        raise typer.BadParameter(str(exc), param_hint="--key-file") from exc
+    if key_file is not None:
+        os.environ[KEY_FILE_ENV_VAR] = str(key_file.resolve())
+    settings = LocalSettings.default(Path.cwd())
+    run_pipeline_locally(
+        settings,
+        {
+            "inbox": str(inbox.resolve()),
+            "data_dir": str(data_dir.resolve()),
+            "ground_truth": str(ground_truth.resolve()) if ground_truth else "",
+            "max_side": max_side,
+            "ingest_workers": workers,
+        },
+    )
+
+
+@app.command()
+def demo(
+    subjects: Annotated[int, typer.Option(min=4, help="Phantom subjects to generate.")] = 100,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+) -> None:
+    """The whole pipeline on generated DICOMs, locally, with a printed summary."""
+    from cxrflow.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(root=Path.cwd(), subjects=subjects, workers=workers), console)
+
+
+@app.command()
+def compile(
+    out: Annotated[Path | None, typer.Option(help="Where to write the pipeline YAML.")] = None,
+) -> None:
+    """Compile the training pipeline to KFP IR YAML (pipelines/training.yaml by default)."""
+    from pipelines.training import COMPILED, compile_pipeline
+
+    console.print(str(compile_pipeline(out or COMPILED)))
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     from cxrflow import __version__

@@ -59,11 +59,14 @@ def display_image(ds: Dataset, arr: np.ndarray | None = None) -> np.ndarray:
         arr = ds.pixel_array
     if arr.ndim != 2:
         raise PixelError(f"expected one 2-D frame, got pixel array of shape {arr.shape}")
-    values = apply_modality_lut(arr, ds).astype(np.float64)
+    rescaled = apply_modality_lut(arr, ds)
+    values = rescaled.astype(np.float64)
 
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
         item = ds.VOILUTSequence[0]
-        out = apply_voi(values, ds, index=0).astype(np.float64)
+        # A LUT is indexed by integers: give it integers, not the float copy.
+        lut_input = rescaled if np.issubdtype(rescaled.dtype, np.integer) else np.rint(rescaled).astype(np.int64)
+        out = apply_voi(lut_input, ds, index=0).astype(np.float64)
         bits = int(item.LUTDescriptor[2])
         img = out / float(2**bits - 1)
     elif "WindowCenter" in ds and "WindowWidth" in ds:

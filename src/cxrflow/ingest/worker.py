@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pydicom
+import pydicom.config
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -71,6 +72,10 @@ class FileProcessor:
         self.deid = Deidentifier(key, options)
         self.run_id = run_id
         self.sidecar: Sidecar | None = load_sidecar(config.ground_truth) if config.ground_truth else None
+        # pydicom's validation warnings quote attribute values (a birth date, a name): they
+        # must not reach a log. Malformed values are handled by the de-identifier instead.
+        pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+        pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
 
     def __call__(self, task: Task) -> Outcome:
         data = task.path.read_bytes()
@@ -185,7 +190,9 @@ def _parse(data: bytes) -> Dataset:
             pass
     except Exception as exc:
         raise Quarantine("truncated" if has_preamble else "not_dicom", "dataset ends inside an element") from exc
-    if not has_preamble and ("SOPClassUID" not in ds or "Modality" not in ds):
+    if "SOPClassUID" not in ds:
+        if has_preamble:
+            raise Quarantine("corrupt", "DICM preamble but no SOPClassUID: the dataset is damaged")
         raise Quarantine("not_dicom", "no DICM preamble and no parseable DICOM dataset")
     return ds
 

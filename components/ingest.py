@@ -1,0 +1,57 @@
+"""Ingestion + de-identification component."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def ingest(
+    inbox: str,
+    data_dir: str,
+    manifest: dsl.Output[dsl.Dataset],
+    summary: dsl.Output[dsl.Markdown],
+    ground_truth: str = "",
+    max_side: int = 1024,
+    png_bits: int = 16,
+    write_dicom: bool = False,
+    workers: int = 1,
+    retain_patient_characteristics: bool = True,
+    retain_longitudinal_modified_dates: bool = True,
+    clean_descriptors: bool = True,
+    pipeline_run: str = "",
+) -> NamedTuple("IngestOutputs", [("ingest_run", str), ("found", int), ("written", int), ("quarantined", int)]):
+    """De-identify the DICOM files of `inbox` into the dataset directory `data_dir`.
+
+    The key comes from the environment (CXRFLOW_DEID_KEY_FILE or CXRFLOW_DEID_KEY, from a
+    Kubernetes Secret on a cluster), never from a parameter.
+    """
+    from collections import namedtuple
+    from pathlib import Path
+
+    from cxrflow.deid import DeidOptions
+    from cxrflow.stages.ingest import run_ingest_stage
+
+    out = run_ingest_stage(
+        Path(inbox),
+        Path(data_dir),
+        ground_truth=Path(ground_truth) if ground_truth else None,
+        max_side=max_side,
+        png_bits=png_bits,
+        write_dicom=write_dicom,
+        workers=workers,
+        options=DeidOptions(
+            retain_patient_characteristics=retain_patient_characteristics,
+            retain_longitudinal_modified_dates=retain_longitudinal_modified_dates,
+            clean_descriptors=clean_descriptors,
+        ),
+        pipeline_run=pipeline_run,
+        manifest_out=Path(manifest.path),
+        summary_out=Path(summary.path),
+    )
+    r = out.result
+    manifest.metadata.update({"data_dir": data_dir, "images": r.written + r.skipped_existing, "ingest_run": r.run_id})
+    outputs = namedtuple("IngestOutputs", ["ingest_run", "found", "written", "quarantined"])
+    return outputs(r.run_id, r.found, r.written, r.quarantined)

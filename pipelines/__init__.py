@@ -1,0 +1,1 @@
+"""The pipelines (DAGs) and their compiled YAML."""

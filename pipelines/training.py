@@ -1,0 +1,62 @@
+"""The training pipeline: ingest + de-identify -> version the data -> (later stages)."""
+
+
+from pathlib import Path
+
+from kfp import compiler, dsl
+
+from components.data_version import version_data
+from components.ingest import ingest
+
+PIPELINE_NAME = "cxrflow-training"
+COMPILED = Path(__file__).with_name("training.yaml")
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="RAD-DINO-style chest X-ray encoder training.")
+def training_pipeline(
+    inbox: str,
+    data_dir: str,
+    repo_root: str = ".",
+    ground_truth: str = "",
+    max_side: int = 1024,
+    png_bits: int = 16,
+    write_dicom: bool = False,
+    ingest_workers: int = 1,
+    retain_patient_characteristics: bool = True,
+    retain_longitudinal_modified_dates: bool = True,
+    clean_descriptors: bool = True,
+    dvc_remote: str = "",
+) -> None:
+    """Every knob is a typed pipeline parameter, so the Kubeflow UI run form can set it."""
+    ingest_task = ingest(
+        inbox=inbox,
+        data_dir=data_dir,
+        ground_truth=ground_truth,
+        max_side=max_side,
+        png_bits=png_bits,
+        write_dicom=write_dicom,
+        workers=ingest_workers,
+        retain_patient_characteristics=retain_patient_characteristics,
+        retain_longitudinal_modified_dates=retain_longitudinal_modified_dates,
+        clean_descriptors=clean_descriptors,
+        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    )
+    # The inbox changes under the same parameters: never serve ingestion from the cache.
+    ingest_task.set_caching_options(False)
+    ingest_task.set_display_name("ingest + de-identify")
+
+    version_task = version_data(
+        repo_root=repo_root,
+        data_dir=data_dir,
+        ingest_run=ingest_task.outputs["ingest_run"],
+        dvc_remote=dvc_remote,
+        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    )
+    version_task.set_caching_options(False)
+    version_task.set_display_name("version data (DVC)")
+
+
+def compile_pipeline(path: Path = COMPILED) -> Path:
+    """Compile the pipeline to KFP IR YAML."""
+    compiler.Compiler().compile(training_pipeline, str(path))
+    return path

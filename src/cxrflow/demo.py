@@ -1,0 +1,147 @@
+"""`make demo`: phantom DICOMs -> the pipeline on this machine -> a printed summary."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from cxrflow.keys import KEY_FILE_ENV_VAR, create_key_file
+from cxrflow.local_run import LocalSettings, run_pipeline_locally
+from cxrflow.versioning import dvc_file_for, read_version
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The embedded default: small enough for two CPU cores, big enough to learn from."""
+
+    root: Path
+    subjects: int = 100
+    seed: int = 0
+    max_side: int = 512
+    workers: int = 2
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "demo" / "inbox"
+
+    @property
+    def ground_truth(self) -> Path:
+        return self.root / "demo" / "ground_truth.parquet"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def key_file(self) -> Path:
+        # Outside the data directory, so it is never versioned, logged or shipped with data.
+        return self.root / ".cxrflow" / "demo.key"
+
+
+def ensure_demo_key(config: DemoConfig, console: Console) -> Path:
+    if not config.key_file.is_file():
+        create_key_file(config.key_file)
+        console.print(
+            f"Created a local de-identification key for the demo at {config.key_file} "
+            "(outside the data directory; real deployments bring their own key)."
+        )
+    return config.key_file
+
+
+def ensure_phantom(config: DemoConfig, console: Console) -> None:
+    from cxrflow.phantom import generate_phantom
+
+    if config.ground_truth.is_file():
+        console.print(f"Reusing the phantom DICOMs in {config.inbox}.")
+        return
+    phantom_dir = config.root / "demo" / "phantom"
+    summary = generate_phantom(phantom_dir, config.subjects, config.seed, workers=config.workers)
+    # The inbox holds only what a PACS export would; the ground truth sits beside it.
+    config.inbox.parent.mkdir(parents=True, exist_ok=True)
+    phantom_dir.rename(config.inbox)
+    (config.inbox / summary.ground_truth_path.name).rename(config.ground_truth)
+    console.print(f"Wrote {summary.n_images} phantom images of {summary.n_subjects} subjects to {config.inbox}.")
+
+
+def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, object]:
+    """Run the whole demo and return its summary."""
+    import os
+
+    console = console or Console()
+    key_file = ensure_demo_key(config, console)
+    os.environ[KEY_FILE_ENV_VAR] = str(key_file)
+    ensure_phantom(config, console)
+    settings = LocalSettings.default(config.root)
+    run_pipeline_locally(
+        settings,
+        {
+            "inbox": str(config.inbox),
+            "data_dir": str(config.data_dir),
+            "ground_truth": str(config.ground_truth),
+            "max_side": config.max_side,
+            "ingest_workers": config.workers,
+        },
+    )
+    summary = collect_summary(config, settings)
+    print_summary(summary, console)
+    return summary
+
+
+def collect_summary(config: DemoConfig, settings: LocalSettings) -> dict[str, object]:
+    """Counts, data version and MLflow runs of the latest pipeline run."""
+    import mlflow
+
+    version = read_version(dvc_file_for(config.root, config.data_dir))
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    runs = mlflow.search_runs(
+        experiment_names=["cxrflow"], order_by=["attributes.start_time DESC"], max_results=10
+    )
+    ingest_runs = runs[runs["tags.cxrflow.stage"] == "ingest"]
+    latest = ingest_runs.iloc[0]
+    pipeline_run = latest["tags.cxrflow.pipeline_run"]
+    stage_runs = runs[runs["tags.cxrflow.pipeline_run"] == pipeline_run]
+    metric = {k.removeprefix("metrics."): v for k, v in latest.items() if k.startswith("metrics.") and v == v}
+    ingest = {
+        "run_id": latest["params.ingest_run"],
+        **{k: int(metric.get(f"files_{k}", 0)) for k in ("found", "written", "skipped_existing", "quarantined")},
+    }
+    reasons = {k.removeprefix("quarantined_"): int(v) for k, v in sorted(metric.items()) if k.startswith("quarantined_")}
+    return {
+        "pipeline_run": pipeline_run,
+        "ingest": ingest,
+        "quarantine_reasons": reasons,
+        "data_version": version.md5,
+        "data_files": version.files,
+        "dvc_remote": version.remote or str(config.root / ".cxrflow" / "dvc-remote"),
+        "mlflow_tracking_uri": settings.tracking_uri,
+        "mlflow_runs": {str(r["tags.cxrflow.stage"]): str(r["run_id"]) for _, r in stage_runs.iterrows()},
+    }
+
+
+def print_summary(summary: dict[str, object], console: Console) -> None:
+    table = Table(title=f"cxrflow demo: pipeline run {summary['pipeline_run']}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    ingest = summary["ingest"]
+    assert isinstance(ingest, dict)
+    for k in ("found", "written", "skipped_existing", "quarantined"):
+        table.add_row(f"files {k.replace('_', ' ')}", str(ingest[k]))
+    reasons = summary["quarantine_reasons"]
+    assert isinstance(reasons, dict)
+    for k, v in reasons.items():
+        table.add_row(f"  quarantined: {k}", str(v))
+    table.add_row("data version (DVC md5)", str(summary["data_version"]))
+    table.add_row("DVC remote", str(summary["dvc_remote"]))
+    runs = summary["mlflow_runs"]
+    assert isinstance(runs, dict)
+    for stage, run_id in runs.items():
+        table.add_row(f"MLflow run: {stage}", run_id)
+    table.add_row("MLflow store", str(summary["mlflow_tracking_uri"]))
+    console.print(table)
+    console.print("Browse the runs with: cxrflow ui   (or: mlflow ui --backend-store-uri sqlite:///mlflow.db)")
