@@ -21,6 +21,8 @@ def version_data(
 
     from cxrflow.stages.data_version import run_version_stage
 
-    v = run_version_stage(Path(repo_root), Path(data_dir), remote_url=dvc_remote or None, pipeline_run=pipeline_run)
+    v = run_version_stage(
+        Path(repo_root), Path(data_dir), remote_url=dvc_remote or None, pipeline_run=pipeline_run
+    )
     outputs = namedtuple("DataVersionOutputs", ["data_version", "dvc_remote", "files"])
     return outputs(v.md5, v.remote, v.files)

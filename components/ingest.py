@@ -22,7 +22,9 @@ def ingest(
     retain_longitudinal_modified_dates: bool = True,
     clean_descriptors: bool = True,
     pipeline_run: str = "",
-) -> NamedTuple("IngestOutputs", [("ingest_run", str), ("found", int), ("written", int), ("quarantined", int)]):
+) -> NamedTuple(
+    "IngestOutputs", [("ingest_run", str), ("found", int), ("written", int), ("quarantined", int)]
+):
     """De-identify the DICOM files of `inbox` into the dataset directory `data_dir`.
 
     The key comes from the environment (CXRFLOW_DEID_KEY_FILE or CXRFLOW_DEID_KEY, from a
@@ -52,6 +54,8 @@ def ingest(
         summary_out=Path(summary.path),
     )
     r = out.result
-    manifest.metadata.update({"data_dir": data_dir, "images": r.written + r.skipped_existing, "ingest_run": r.run_id})
+    manifest.metadata.update(
+        {"data_dir": data_dir, "images": r.written + r.skipped_existing, "ingest_run": r.run_id}
+    )
     outputs = namedtuple("IngestOutputs", ["ingest_run", "found", "written", "quarantined"])
     return outputs(r.run_id, r.found, r.written, r.quarantined)

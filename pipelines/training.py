@@ -1,12 +1,10 @@
 """The training pipeline: ingest + de-identify -> version the data -> (later stages)."""
 
-
 from pathlib import Path
-
-from kfp import compiler, dsl
 
 from components.data_version import version_data
 from components.ingest import ingest
+from kfp import compiler, dsl
 
 PIPELINE_NAME = "cxrflow-training"
 COMPILED = Path(__file__).with_name("training.yaml")

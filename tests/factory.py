@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, UID
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 CR_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1")
 DX_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1.1")
@@ -45,7 +45,9 @@ def make_dataset(
 ) -> Dataset:
     """A CR/DX chest dataset with PHI in the usual places and the given pixels."""
     if pixels is None:
-        pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) % (2**bits_stored)).astype(np.uint16)
+        pixels = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) % (2**bits_stored)).astype(
+            np.uint16
+        )
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = sop_class

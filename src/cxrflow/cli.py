@@ -18,19 +18,25 @@ log = logging.getLogger("cxrflow")
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
     """cxrflow: train and ship RAD-DINO-style chest X-ray encoders."""
     setup_logging(verbose)
 
 
 @app.command()
 def phantom(
-    out: Annotated[Path, typer.Option(help="Directory to write the DICOM files and ground truth to.")],
+    out: Annotated[
+        Path, typer.Option(help="Directory to write the DICOM files and ground truth to.")
+    ],
     subjects: Annotated[int, typer.Option(min=1, help="Number of synthetic subjects.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives byte-identical files.")] = 0,
     min_side: Annotated[int, typer.Option(min=64, help="Smallest image side in pixels.")] = 384,
     max_side: Annotated[int, typer.Option(min=64, help="Largest image side in pixels.")] = 896,
-    faulty: Annotated[bool, typer.Option(help="Also write files that ingestion must quarantine.")] = True,
+    faulty: Annotated[
+        bool, typer.Option(help="Also write files that ingestion must quarantine.")
+    ] = True,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Write synthetic chest radiographs as a PACS-like DICOM export, with ground truth."""
@@ -39,14 +45,22 @@ def phantom(
     if min_side > max_side:
         raise typer.BadParameter(f"--min-side {min_side} is larger than --max-side {max_side}")
     summary = generate_phantom(
-        out, subjects, seed, min_side=min_side, max_side=max_side, include_faulty=faulty, workers=workers
+        out,
+        subjects,
+        seed,
+        min_side=min_side,
+        max_side=max_side,
+        include_faulty=faulty,
+        workers=workers,
     )
     console.print_json(json.dumps(summary.to_dict(), default=str))
 
 
 @app.command()
 def ingest(
-    input: Annotated[Path, typer.Option("--input", help="Inbox: a directory of DICOM files, any layout.")],
+    input: Annotated[
+        Path, typer.Option("--input", help="Inbox: a directory of DICOM files, any layout.")
+    ],
     output: Annotated[Path, typer.Option("--output", help="Dataset directory to write or extend.")],
     key_file: Annotated[
         Path | None, typer.Option(help="File holding the de-identification secret (>= 32 bytes).")
@@ -54,9 +68,13 @@ def ingest(
     ground_truth: Annotated[
         Path | None, typer.Option(help="Side-car Parquet with labels/masks/reports by SOP UID.")
     ] = None,
-    max_side: Annotated[int, typer.Option(min=16, help="Longest side of the written images.")] = 1024,
+    max_side: Annotated[
+        int, typer.Option(min=16, help="Longest side of the written images.")
+    ] = 1024,
     png_bits: Annotated[int, typer.Option(help="Bit depth of the written PNGs: 8 or 16.")] = 16,
-    write_dicom: Annotated[bool, typer.Option(help="Also write the de-identified DICOM files.")] = False,
+    write_dicom: Annotated[
+        bool, typer.Option(help="Also write the de-identified DICOM files.")
+    ] = False,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     locate: Annotated[
         list[str] | None, typer.Option(help="Print the input path of these file keys and exit.")
@@ -92,10 +110,18 @@ def ingest(
 @app.command()
 def run(
     inbox: Annotated[Path, typer.Option(help="Inbox of DICOM files to ingest.")],
-    data_dir: Annotated[Path, typer.Option(help="The DVC-tracked dataset directory.")] = Path("data"),
-    local: Annotated[bool, typer.Option("--local", help="Run with kfp.local on this machine.")] = False,
-    ground_truth: Annotated[Path | None, typer.Option(help="Side-car Parquet (labels, masks, reports).")] = None,
-    max_side: Annotated[int, typer.Option(min=16, help="Longest side of the ingested images.")] = 1024,
+    data_dir: Annotated[Path, typer.Option(help="The DVC-tracked dataset directory.")] = Path(
+        "data"
+    ),
+    local: Annotated[
+        bool, typer.Option("--local", help="Run with kfp.local on this machine.")
+    ] = False,
+    ground_truth: Annotated[
+        Path | None, typer.Option(help="Side-car Parquet (labels, masks, reports).")
+    ] = None,
+    max_side: Annotated[
+        int, typer.Option(min=16, help="Longest side of the ingested images.")
+    ] = 1024,
     workers: Annotated[int, typer.Option(min=1, help="Ingestion worker processes.")] = 1,
     key_file: Annotated[Path | None, typer.Option(help="De-identification key file.")] = None,
 ) -> None:

@@ -66,7 +66,10 @@ def ensure_phantom(config: DemoConfig, console: Console) -> None:
     config.inbox.parent.mkdir(parents=True, exist_ok=True)
     phantom_dir.rename(config.inbox)
     (config.inbox / summary.ground_truth_path.name).rename(config.ground_truth)
-    console.print(f"Wrote {summary.n_images} phantom images of {summary.n_subjects} subjects to {config.inbox}.")
+    console.print(
+        f"Wrote {summary.n_images} phantom images of {summary.n_subjects} subjects "
+        f"to {config.inbox}."
+    )
 
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, object]:
@@ -106,12 +109,23 @@ def collect_summary(config: DemoConfig, settings: LocalSettings) -> dict[str, ob
     latest = ingest_runs.iloc[0]
     pipeline_run = latest["tags.cxrflow.pipeline_run"]
     stage_runs = runs[runs["tags.cxrflow.pipeline_run"] == pipeline_run]
-    metric = {k.removeprefix("metrics."): v for k, v in latest.items() if k.startswith("metrics.") and v == v}
+    metric = {
+        k.removeprefix("metrics."): v
+        for k, v in latest.items()
+        if k.startswith("metrics.") and v == v
+    }
     ingest = {
         "run_id": latest["params.ingest_run"],
-        **{k: int(metric.get(f"files_{k}", 0)) for k in ("found", "written", "skipped_existing", "quarantined")},
+        **{
+            k: int(metric.get(f"files_{k}", 0))
+            for k in ("found", "written", "skipped_existing", "quarantined")
+        },
     }
-    reasons = {k.removeprefix("quarantined_"): int(v) for k, v in sorted(metric.items()) if k.startswith("quarantined_")}
+    reasons = {
+        k.removeprefix("quarantined_"): int(v)
+        for k, v in sorted(metric.items())
+        if k.startswith("quarantined_")
+    }
     return {
         "pipeline_run": pipeline_run,
         "ingest": ingest,
@@ -120,7 +134,9 @@ def collect_summary(config: DemoConfig, settings: LocalSettings) -> dict[str, ob
         "data_files": version.files,
         "dvc_remote": version.remote or str(config.root / ".cxrflow" / "dvc-remote"),
         "mlflow_tracking_uri": settings.tracking_uri,
-        "mlflow_runs": {str(r["tags.cxrflow.stage"]): str(r["run_id"]) for _, r in stage_runs.iterrows()},
+        "mlflow_runs": {
+            str(r["tags.cxrflow.stage"]): str(r["run_id"]) for _, r in stage_runs.iterrows()
+        },
     }
 
 
@@ -144,4 +160,6 @@ def print_summary(summary: dict[str, object], console: Console) -> None:
         table.add_row(f"MLflow run: {stage}", run_id)
     table.add_row("MLflow store", str(summary["mlflow_tracking_uri"]))
     console.print(table)
-    console.print("Browse the runs with: cxrflow ui   (or: mlflow ui --backend-store-uri sqlite:///mlflow.db)")
+    console.print(
+        "Browse the runs with: cxrflow ui   (or: mlflow ui --backend-store-uri sqlite:///mlflow.db)"
+    )

@@ -40,7 +40,9 @@ class SecretKey:
     def digest(self, domain: str, value: str | bytes) -> bytes:
         """HMAC-SHA256 of `value`, separated by `domain` so that pseudonym kinds never collide."""
         data = value.encode("utf-8") if isinstance(value, str) else value
-        return hmac.new(self.value, domain.encode("ascii") + b"\x00" + data, hashlib.sha256).digest()
+        return hmac.new(
+            self.value, domain.encode("ascii") + b"\x00" + data, hashlib.sha256
+        ).digest()
 
     def pseudonym(self, domain: str, value: str, length: int = 16) -> str:
         """A stable hexadecimal pseudonym of `value` (e.g. a PatientID) in `domain`."""
@@ -66,7 +68,9 @@ def key_from_bytes(raw: bytes) -> SecretKey:
 
 def load_key(key_file: Path | None = None) -> SecretKey:
     """Load the key from `key_file`, else $CXRFLOW_DEID_KEY_FILE, else $CXRFLOW_DEID_KEY."""
-    path = key_file or (Path(os.environ[KEY_FILE_ENV_VAR]) if os.environ.get(KEY_FILE_ENV_VAR) else None)
+    path = key_file or (
+        Path(os.environ[KEY_FILE_ENV_VAR]) if os.environ.get(KEY_FILE_ENV_VAR) else None
+    )
     if path is not None:
         if not path.is_file():
             raise KeyError_(f"key file not found: {path}")

@@ -29,13 +29,14 @@ class LocalSettings:
     def default(cls, repo_root: Path) -> LocalSettings:
         repo_root = repo_root.resolve()
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root / 'mlflow.db'}"
-        return cls(repo_root=repo_root, pipeline_root=repo_root / ".cxrflow" / "kfp", tracking_uri=uri)
+        return cls(
+            repo_root=repo_root, pipeline_root=repo_root / ".cxrflow" / "kfp", tracking_uri=uri
+        )
 
 
 def run_pipeline_locally(settings: LocalSettings, params: dict[str, Any]) -> None:
     """Execute `training_pipeline(**params)` with kfp.local; raises if a task fails."""
     from kfp import local
-
     from pipelines.training import training_pipeline
 
     # Task subprocesses must find this environment's python, cxrflow and the same MLflow store.

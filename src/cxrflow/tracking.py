@@ -23,12 +23,18 @@ TAG_DATA_VERSION = "cxrflow.data_version"
 
 
 @contextmanager
-def stage_run(stage: str, pipeline_run: str = "", tags: dict[str, str] | None = None) -> Iterator[Any]:
+def stage_run(
+    stage: str, pipeline_run: str = "", tags: dict[str, str] | None = None
+) -> Iterator[Any]:
     """An MLflow run for one stage of one pipeline run."""
     import mlflow
 
     mlflow.set_experiment(EXPERIMENT)
-    all_tags = {TAG_STAGE: stage, **({TAG_PIPELINE_RUN: pipeline_run} if pipeline_run else {}), **(tags or {})}
+    all_tags = {
+        TAG_STAGE: stage,
+        **({TAG_PIPELINE_RUN: pipeline_run} if pipeline_run else {}),
+        **(tags or {}),
+    }
     with mlflow.start_run(run_name=f"{stage}", tags=all_tags) as run:
         yield run
 

@@ -100,7 +100,9 @@ def dvc_file_for(root: Path, data_dir: Path) -> Path:
     return data_dir.parent / f"{data_dir.name}.dvc"
 
 
-def commit_version(root: Path, data_dir: Path, remote_url: str | None = None, push: bool = True) -> DataVersion:
+def commit_version(
+    root: Path, data_dir: Path, remote_url: str | None = None, push: bool = True
+) -> DataVersion:
     """Record the current content of `data_dir` as a data version and push it to the remote."""
     root = root.resolve()
     data_dir = data_dir if data_dir.is_absolute() else root / data_dir

@@ -1,6 +1,12 @@
 from datetime import datetime
 
-from cxrflow.deid.dates import DateShift, shift_date, shift_date_time_pair, shift_datetime, shift_time
+from cxrflow.deid.dates import (
+    DateShift,
+    shift_date,
+    shift_date_time_pair,
+    shift_datetime,
+    shift_time,
+)
 
 SHIFT = DateShift(days=-1000, seconds=3600 * 5 + 17)
 

@@ -53,12 +53,19 @@ def test_private_tags_overlays_are_removed_and_markers_added():
     assert "DICOM PS3.15 E.1 Basic Profile" in ds.DeidentificationMethod
     codes = {item.CodeValue for item in ds.DeidentificationMethodCodeSequence}
     assert codes == {"113100", "113105", "113107", "113108"}
-    assert all(item.CodingSchemeDesignator == "DCM" for item in ds.DeidentificationMethodCodeSequence)
+    assert all(
+        item.CodingSchemeDesignator == "DCM" for item in ds.DeidentificationMethodCodeSequence
+    )
 
 
 def test_patient_characteristics_are_retained_and_optional():
     ds = _deid(make_dataset())
-    assert (ds.PatientSex, ds.PatientAge, float(ds.PatientWeight), float(ds.PatientSize)) == ("F", "059Y", 71.5, 1.68)
+    assert (ds.PatientSex, ds.PatientAge, float(ds.PatientWeight), float(ds.PatientSize)) == (
+        "F",
+        "059Y",
+        71.5,
+        1.68,
+    )
     ds = _deid(make_dataset(), retain_patient_characteristics=False)
     assert "PatientAge" not in ds and "PatientWeight" not in ds
     assert ds.PatientSex == ""
@@ -77,7 +84,9 @@ def test_uids_are_keyed_consistent_and_references_follow():
     b = Deidentifier(KEY).apply(lateral) and pydicom.dcmread(io.BytesIO(_bytes(lateral)))
     assert a.SOPInstanceUID.startswith("2.25.") and len(a.SOPInstanceUID) <= 64
     assert b.ReferencedImageSequence[0].ReferencedSOPInstanceUID == a.SOPInstanceUID
-    assert b.ReferencedImageSequence[0].ReferencedSOPClassUID == frontal.SOPClassUID  # registered: kept
+    assert (
+        b.ReferencedImageSequence[0].ReferencedSOPClassUID == frontal.SOPClassUID
+    )  # registered: kept
     assert a.StudyInstanceUID == b.StudyInstanceUID
     assert a.SOPClassUID == frontal.SOPClassUID
     assert a.file_meta.MediaStorageSOPInstanceUID == a.SOPInstanceUID

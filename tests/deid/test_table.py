@@ -21,7 +21,11 @@ def test_table_is_complete_and_every_attribute_has_an_action():
         (0x00100020, Action.EMPTY, Action.EMPTY),  # Patient ID
         (0x00080018, Action.UID, Action.UID),  # SOP Instance UID
         (0x00080020, Action.EMPTY, Action.CLEAN),  # Study Date: shifted with Modified Dates
-        (0x00101010, Action.REMOVE, Action.KEEP),  # Patient's Age: kept with Patient Characteristics
+        (
+            0x00101010,
+            Action.REMOVE,
+            Action.KEEP,
+        ),  # Patient's Age: kept with Patient Characteristics
         (0x00100040, Action.EMPTY, Action.KEEP),  # Patient's Sex
         (0x00081030, Action.REMOVE, Action.CLEAN),  # Study Description: Clean Descriptors
         (0x00101000, Action.REMOVE, Action.REMOVE),  # Other Patient IDs
@@ -32,7 +36,10 @@ def test_known_rows(tag, basic, with_options):
     rule = load_profile_table().rule_for(tag)
     assert rule is not None
     assert rule.action(frozenset()) is basic
-    assert rule.action(frozenset({"rtn_pat_chars", "rtn_long_modif_dates", "clean_desc"})) is with_options
+    assert (
+        rule.action(frozenset({"rtn_pat_chars", "rtn_long_modif_dates", "clean_desc"}))
+        is with_options
+    )
 
 
 def test_masked_rows_match_repeating_groups():
@@ -43,5 +50,5 @@ def test_masked_rows_match_repeating_groups():
 
 
 def test_unknown_code_is_refused():
-    with pytest.raises(ValueError, match="unknown Table E.1-1 action code"):
+    with pytest.raises(ValueError, match=r"unknown Table E\.1-1 action code"):
         parse_code("Q")

@@ -25,13 +25,20 @@ def build_inbox(root: Path) -> dict[str, str]:
     expected: dict[str, str] = {}
 
     def good(rel: str, i: int, **kw) -> None:
-        write(make_dataset(_pixels(i), sop_uid=f"1.2.840.99999.77.{i}", center=2048, width=4096, **kw), root / rel)
+        write(
+            make_dataset(
+                _pixels(i), sop_uid=f"1.2.840.99999.77.{i}", center=2048, width=4096, **kw
+            ),
+            root / rel,
+        )
         expected[rel] = "written"
 
     good("A/B/IM0001", 1)
     good("A/B/IM0002.dcm", 2, photometric="MONOCHROME1", slope=2.0, intercept=-50.0)
     good("C/x.DCM", 3, ImageType=["DERIVED", "PRIMARY"], PatientID="P-2", PatientName="ROE^RICHARD")
-    ds = make_dataset(_pixels(4), sop_uid="1.2.840.99999.77.4", center=2048, width=4096, PatientID="P-2")
+    ds = make_dataset(
+        _pixels(4), sop_uid="1.2.840.99999.77.4", center=2048, width=4096, PatientID="P-2"
+    )
     ds.compress(RLELossless)
     write(ds, root / "C/compressed")
     expected["C/compressed"] = "written"
@@ -53,21 +60,34 @@ def build_inbox(root: Path) -> dict[str, str]:
     nopix = make_dataset(_pixels(6), sop_uid="1.2.840.99999.77.6")
     del nopix.PixelData
     bad("junk/nopixels", "no_pixel_data", ds=nopix)
-    bad("junk/burned", "burned_in_annotation", ds=make_dataset(_pixels(7), sop_uid="1.2.840.99999.77.7", BurnedInAnnotation="YES"))
+    bad(
+        "junk/burned",
+        "burned_in_annotation",
+        ds=make_dataset(_pixels(7), sop_uid="1.2.840.99999.77.7", BurnedInAnnotation="YES"),
+    )
     bad(
         "junk/sc",
         "secondary_capture",
-        ds=make_dataset(_pixels(8), sop_uid="1.2.840.99999.77.8", ImageType=["DERIVED", "SECONDARY"]),
+        ds=make_dataset(
+            _pixels(8), sop_uid="1.2.840.99999.77.8", ImageType=["DERIVED", "SECONDARY"]
+        ),
     )
     bad(
         "junk/raw",
         "for_processing",
         ds=make_dataset(
-            _pixels(9), sop_uid="1.2.840.99999.77.9", sop_class=DX_STORAGE, modality="DX",
+            _pixels(9),
+            sop_uid="1.2.840.99999.77.9",
+            sop_class=DX_STORAGE,
+            modality="DX",
             PresentationIntentType="FOR PROCESSING",
         ),
     )
-    bad("junk/hand", "not_chest", ds=make_dataset(_pixels(10), sop_uid="1.2.840.99999.77.10", BodyPartExamined="HAND"))
+    bad(
+        "junk/hand",
+        "not_chest",
+        ds=make_dataset(_pixels(10), sop_uid="1.2.840.99999.77.10", BodyPartExamined="HAND"),
+    )
     rgb = make_dataset(_pixels(11), sop_uid="1.2.840.99999.77.11")
     rgb.PhotometricInterpretation = "RGB"
     bad("junk/rgb", "not_monochrome", ds=rgb)

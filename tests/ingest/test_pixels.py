@@ -15,7 +15,9 @@ def test_linear_window_matches_the_standard_formula():
     assert out[2] == pytest.approx(0.5, abs=1e-3)
     assert out[4] == pytest.approx(1.0, abs=1e-3)
     np.testing.assert_allclose(window(np.array([99.0, 100.0, 101.0]), 100, 1), [0, 1, 1])
-    np.testing.assert_allclose(window(np.array([90.0, 100.0, 110.0]), 100, 20, "LINEAR_EXACT"), [0, 0.5, 1])
+    np.testing.assert_allclose(
+        window(np.array([90.0, 100.0, 110.0]), 100, 20, "LINEAR_EXACT"), [0, 0.5, 1]
+    )
     np.testing.assert_allclose(window(np.array([100.0]), 100, 20, "SIGMOID"), [0.5])
 
 

@@ -33,7 +33,11 @@ def test_every_file_is_written_or_quarantined_with_its_reason(inbox, tmp_path):
     assert result.written == sum(v == "written" for v in expected.values())
     assert result.reconciles and result.found == result.written + result.quarantined
     q = pd.read_parquet(result.quarantine_path)
-    by_key = {file_key(KEY, root, root / rel): reason for rel, reason in expected.items() if reason != "written"}
+    by_key = {
+        file_key(KEY, root, root / rel): reason
+        for rel, reason in expected.items()
+        if reason != "written"
+    }
     got = dict(zip(q["file_key"], q["reason_class"], strict=True))
     assert got == by_key
     assert q["reason"].str.len().min() > 5
@@ -49,11 +53,19 @@ def test_outputs_carry_no_phi_and_no_key(inbox, tmp_path, caplog):
     out = tmp_path / "out"
     with caplog.at_level(logging.DEBUG):
         run_ingest(_config(root, out, write_dicom=True), KEY)
-    phi = [v for v in PATIENT.values()] + ["DOE", "JANE", "ROE", "RICHARD", "OTHER-7781", "RP-44321", "1.2.840.99999.77"]
+    phi = [v for v in PATIENT.values()] + [
+        "DOE",
+        "JANE",
+        "ROE",
+        "RICHARD",
+        "OTHER-7781",
+        "RP-44321",
+        "1.2.840.99999.77",
+    ]
     blobs = [p.read_bytes() for p in out.rglob("*") if p.is_file()]
     names = [p.relative_to(out).as_posix() for p in out.rglob("*")]
     assert any(n.endswith(".dcm") for n in names)
-    for value in phi + [KEY.value.decode()]:
+    for value in [*phi, KEY.value.decode()]:
         v = value.encode()
         assert not any(v in b for b in blobs), value
         assert not any(value in n for n in names), value

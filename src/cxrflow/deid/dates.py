@@ -92,7 +92,9 @@ def shift_date_time_pair(date: str, time: str, shift: DateShift) -> tuple[str, s
     hh, mm, ss, frac = parts
     precision = 1 + (mm is not None) + (ss is not None)
     try:
-        base = datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)), hh, mm or 0, min(ss or 0, 59))
+        base = datetime(
+            int(m.group(1)), int(m.group(2)), int(m.group(3)), hh, mm or 0, min(ss or 0, 59)
+        )
     except ValueError:
         return None
     shifted = base + shift.delta
@@ -112,13 +114,13 @@ def shift_datetime(value: str, shift: DateShift) -> str | None:
         return None
     values = [int(f) for f in present] + [1, 1, 0, 0, 0][len(present) - 1 :]
     try:
-        base = datetime(values[0], values[1] or 1, values[2] or 1, values[3], values[4], min(values[5], 59))
+        base = datetime(
+            values[0], values[1] or 1, values[2] or 1, values[3], values[4], min(values[5], 59)
+        )
     except ValueError:
         return None
-    if len(present) <= 3:
-        shifted = base + timedelta(days=shift.days)
-    else:
-        shifted = base + shift.delta
+    # Without a time component only whole days move, as for a lone DA.
+    shifted = base + (timedelta(days=shift.days) if len(present) <= 3 else shift.delta)
     full = shifted.strftime("%Y%m%d%H%M%S")
     lengths = [4, 6, 8, 10, 12, 14]
     out = full[: lengths[len(present) - 1]]

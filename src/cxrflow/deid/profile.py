@@ -30,7 +30,13 @@ from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 
 from cxrflow import __version__
-from cxrflow.deid.dates import DateShift, shift_date, shift_date_time_pair, shift_datetime, shift_time
+from cxrflow.deid.dates import (
+    DateShift,
+    shift_date,
+    shift_date_time_pair,
+    shift_datetime,
+    shift_time,
+)
 from cxrflow.deid.scrub import TextScrubber, identifier_tokens
 from cxrflow.deid.table import Action, ProfileTable, load_profile_table
 from cxrflow.keys import SecretKey
@@ -43,12 +49,17 @@ _DCM = "DCM"
 _BASIC_CODE = ("113100", "Basic Application Confidentiality Profile")
 _OPTION_CODES: Final[dict[str, tuple[str, str]]] = {
     "rtn_pat_chars": ("113108", "Retain Patient Characteristics Option"),
-    "rtn_long_modif_dates": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+    "rtn_long_modif_dates": (
+        "113107",
+        "Retain Longitudinal Temporal Information Modified Dates Option",
+    ),
     "clean_desc": ("113105", "Clean Descriptors Option"),
 }
 _TEXT_VRS: Final = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS", "AE"})
 _DATE_VRS: Final = frozenset({"DA", "DT", "TM"})
-_DEID_TAGS: Final = frozenset({Tag(0x0012, 0x0062), Tag(0x0012, 0x0063), Tag(0x0012, 0x0064), Tag(0x0028, 0x0303)})
+_DEID_TAGS: Final = frozenset(
+    {Tag(0x0012, 0x0062), Tag(0x0012, 0x0063), Tag(0x0012, 0x0064), Tag(0x0028, 0x0303)}
+)
 _PATIENT_ID = Tag(0x0010, 0x0020)
 _PATIENT_NAME = Tag(0x0010, 0x0010)
 
@@ -167,9 +178,11 @@ class Deidentifier:
         ds.PatientName = pseudonym
         ds.PatientIdentityRemoved = "YES"
         # LO holds 64 characters; the attribute is multi-valued, so one value per part.
-        ds.DeidentificationMethod = [PROFILE_NAME_SHORT] + [m for _, m in self.options.codes[1:]] + [
-            f"cxrflow {__version__}"
-        ]
+        ds.DeidentificationMethod = (
+            [PROFILE_NAME_SHORT]
+            + [m for _, m in self.options.codes[1:]]
+            + [f"cxrflow {__version__}"]
+        )
         codes = []
         for value, meaning in self.options.codes:
             item = Dataset()
@@ -209,11 +222,17 @@ class Deidentifier:
             if elem.VR not in _TEXT_VRS:
                 continue
             rule = self.table.rule_for(int(elem.tag))
-            action = rule.action(self._enabled) if rule else (Action.EMPTY if elem.VR == "PN" else Action.KEEP)
+            action = (
+                rule.action(self._enabled)
+                if rule
+                else (Action.EMPTY if elem.VR == "PN" else Action.KEEP)
+            )
             if action in (Action.REMOVE, Action.EMPTY, Action.DUMMY):
                 yield from _strings(elem.value)
 
-    def _walk(self, ds: Dataset, path: str, shift: DateShift, scrub: TextScrubber, report: DeidReport) -> None:
+    def _walk(
+        self, ds: Dataset, path: str, shift: DateShift, scrub: TextScrubber, report: DeidReport
+    ) -> None:
         paired = self._shift_date_time_pairs(ds, path, shift, report)
         for tag in list(ds.keys()):
             if tag in paired or tag in _DEID_TAGS:
@@ -259,7 +278,12 @@ class Deidentifier:
                 for i, item in enumerate(elem.value):
                     self._walk(item, f"{where}[{i}].", shift, scrub, report)
             return
-        if elem.VR in _DATE_VRS and action in (Action.CLEAN, Action.KEEP, Action.DUMMY, Action.EMPTY):
+        if elem.VR in _DATE_VRS and action in (
+            Action.CLEAN,
+            Action.KEEP,
+            Action.DUMMY,
+            Action.EMPTY,
+        ):
             if action is Action.EMPTY or not self.options.retain_longitudinal_modified_dates:
                 elem.value = ""
                 report.emptied.append(where)
@@ -289,10 +313,9 @@ class Deidentifier:
             else:
                 elem.value = ""
                 report.emptied.append(where)
-        elif action is Action.CLEAN:
-            if elem.VR in _TEXT_VRS and elem.value not in (None, ""):
-                elem.value = _map_strings(elem.value, scrub)
-                report.cleaned.append(where)
+        elif action is Action.CLEAN and elem.VR in _TEXT_VRS and elem.value not in (None, ""):
+            elem.value = _map_strings(elem.value, scrub)
+            report.cleaned.append(where)
         # Action.KEEP: nothing to do.
 
     def _replace_uids(self, elem: DataElement, where: str, report: DeidReport) -> None:
@@ -307,7 +330,9 @@ class Deidentifier:
             elem.value = new
             report.uids_replaced.append(where)
 
-    def _shift_element(self, elem: DataElement, where: str, shift: DateShift, report: DeidReport) -> None:
+    def _shift_element(
+        self, elem: DataElement, where: str, shift: DateShift, report: DeidReport
+    ) -> None:
         fn = {"DA": shift_date, "DT": shift_datetime, "TM": shift_time}[elem.VR]
         if elem.value in (None, ""):
             return

@@ -45,7 +45,9 @@ class TextScrubber:
         ordered = sorted(set(tokens), key=len, reverse=True)
         self._pattern = (
             re.compile(
-                r"(?<![A-Za-z0-9])(?:" + "|".join(re.escape(t) for t in ordered) + r")(?![A-Za-z0-9])",
+                r"(?<![A-Za-z0-9])(?:"
+                + "|".join(re.escape(t) for t in ordered)
+                + r")(?![A-Za-z0-9])",
                 re.IGNORECASE,
             )
             if ordered

@@ -133,6 +133,8 @@ def load_profile_table() -> ProfileTable:
         tag = row["tag"].strip().upper()
         if len(tag) != 8:
             raise ValueError(f"Table E.1-1 row {row['name']!r} has a malformed tag {tag!r}")
-        options = tuple((col, row[col].strip()) for col in OPTION_COLUMNS if row.get(col, "").strip())
+        options = tuple(
+            (col, row[col].strip()) for col in OPTION_COLUMNS if row.get(col, "").strip()
+        )
         rules.append(Rule(tag=tag, name=row["name"], basic=row["basic"].strip(), options=options))
     return ProfileTable(rules=tuple(rules))

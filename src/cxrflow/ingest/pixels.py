@@ -54,7 +54,9 @@ def display_image(ds: Dataset, arr: np.ndarray | None = None) -> np.ndarray:
     """The image as a person would see it on a calibrated display: float32 in [0, 1]."""
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise PixelError(f"not a monochrome image (PhotometricInterpretation {photometric or 'absent'})")
+        raise PixelError(
+            f"not a monochrome image (PhotometricInterpretation {photometric or 'absent'})"
+        )
     if arr is None:
         arr = ds.pixel_array
     if arr.ndim != 2:
@@ -65,7 +67,11 @@ def display_image(ds: Dataset, arr: np.ndarray | None = None) -> np.ndarray:
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
         item = ds.VOILUTSequence[0]
         # A LUT is indexed by integers: give it integers, not the float copy.
-        lut_input = rescaled if np.issubdtype(rescaled.dtype, np.integer) else np.rint(rescaled).astype(np.int64)
+        lut_input = (
+            rescaled
+            if np.issubdtype(rescaled.dtype, np.integer)
+            else np.rint(rescaled).astype(np.int64)
+        )
         out = apply_voi(lut_input, ds, index=0).astype(np.float64)
         bits = int(item.LUTDescriptor[2])
         img = out / float(2**bits - 1)

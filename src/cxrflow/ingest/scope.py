@@ -41,5 +41,8 @@ def out_of_scope_reason(ds: Dataset, rules: ScopeRules) -> tuple[str, str] | Non
         return "not_chest", f"BodyPartExamined {body_part} is not a chest body part"
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        return "not_monochrome", f"PhotometricInterpretation {photometric or 'absent'} is not monochrome"
+        return (
+            "not_monochrome",
+            f"PhotometricInterpretation {photometric or 'absent'} is not monochrome",
+        )
     return None

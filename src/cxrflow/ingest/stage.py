@@ -55,7 +55,12 @@ STATE_FILE = "ingest_state.parquet"
 RUNS_DIR = "runs"
 
 _QUARANTINE_SCHEMA = pa.schema(
-    [("file_key", pa.string()), ("reason_class", pa.string()), ("reason", pa.string()), ("ingest_run", pa.string())]
+    [
+        ("file_key", pa.string()),
+        ("reason_class", pa.string()),
+        ("reason", pa.string()),
+        ("ingest_run", pa.string()),
+    ]
 )
 _STATE_SCHEMA = pa.schema(
     [
@@ -126,7 +131,9 @@ def _remove_stale_parts(output_dir: Path) -> None:
                 part.unlink()
 
 
-def run_ingest(config: IngestConfig, key: SecretKey, options: DeidOptions | None = None) -> IngestResult:
+def run_ingest(
+    config: IngestConfig, key: SecretKey, options: DeidOptions | None = None
+) -> IngestResult:
     """Ingest every new file of `config.input_dir` into `config.output_dir`."""
     options = options or DeidOptions()
     out = config.output_dir
@@ -152,7 +159,9 @@ def run_ingest(config: IngestConfig, key: SecretKey, options: DeidOptions | None
 
     # The run id is a digest of the files it processes: re-running the same inbox gives the
     # same id and byte-identical outputs.
-    run_id = "ingest-" + hashlib.sha256("\n".join(t.file_key for t in tasks).encode()).hexdigest()[:16]
+    run_id = (
+        "ingest-" + hashlib.sha256("\n".join(t.file_key for t in tasks).encode()).hexdigest()[:16]
+    )
     outcomes = list(
         tqdm(
             _run_tasks(tasks, config, key, options, run_id),
@@ -164,7 +173,9 @@ def run_ingest(config: IngestConfig, key: SecretKey, options: DeidOptions | None
     )
     outcomes.sort(key=lambda o: o.file_key)
 
-    manifest = read_manifest(out / MANIFEST_FILE) if (out / MANIFEST_FILE).is_file() else empty_manifest()
+    manifest = (
+        read_manifest(out / MANIFEST_FILE) if (out / MANIFEST_FILE).is_file() else empty_manifest()
+    )
     quarantine = _read_table(out / QUARANTINE_FILE, _QUARANTINE_SCHEMA)
     audit = _read_table(out / AUDIT_FILE, _AUDIT_SCHEMA)
     redone = {o.file_key for o in outcomes}
@@ -193,7 +204,12 @@ def run_ingest(config: IngestConfig, key: SecretKey, options: DeidOptions | None
                 audits.append({**o.audit, "ingest_run": run_id})
         if o.status == "quarantined":
             quarantined.append(
-                {"file_key": o.file_key, "reason_class": o.reason_class, "reason": o.reason, "ingest_run": run_id}
+                {
+                    "file_key": o.file_key,
+                    "reason_class": o.reason_class,
+                    "reason": o.reason,
+                    "ingest_run": run_id,
+                }
             )
         image_id = o.row["image_id"] if o.status == "written" and o.row else None
         states.append(
@@ -209,20 +225,38 @@ def run_ingest(config: IngestConfig, key: SecretKey, options: DeidOptions | None
     written = len(rows)
     n_quarantined = len(quarantined)
     if tasks:
-        new_rows = pd.DataFrame(rows, columns=list(MANIFEST_SCHEMA.names)) if rows else empty_manifest()
+        new_rows = (
+            pd.DataFrame(rows, columns=list(MANIFEST_SCHEMA.names)) if rows else empty_manifest()
+        )
         for col in LABEL_COLUMNS:
             new_rows[col] = new_rows[col].astype("Int8")
         manifest = pd.concat([manifest, new_rows], ignore_index=True) if len(manifest) else new_rows
         write_manifest(manifest, out / MANIFEST_FILE)
-        _write_table(pd.concat([quarantine, pd.DataFrame(quarantined, columns=_QUARANTINE_SCHEMA.names)]),
-                     out / QUARANTINE_FILE, _QUARANTINE_SCHEMA, ["file_key"])
-        _write_table(pd.concat([audit, pd.DataFrame(audits, columns=_AUDIT_SCHEMA.names)]),
-                     out / AUDIT_FILE, _AUDIT_SCHEMA, ["file_key"])
-        _write_table(pd.concat([state, pd.DataFrame(states, columns=_STATE_SCHEMA.names)]),
-                     out / STATE_FILE, _STATE_SCHEMA, ["file_key"])
+        _write_table(
+            pd.concat([quarantine, pd.DataFrame(quarantined, columns=_QUARANTINE_SCHEMA.names)]),
+            out / QUARANTINE_FILE,
+            _QUARANTINE_SCHEMA,
+            ["file_key"],
+        )
+        _write_table(
+            pd.concat([audit, pd.DataFrame(audits, columns=_AUDIT_SCHEMA.names)]),
+            out / AUDIT_FILE,
+            _AUDIT_SCHEMA,
+            ["file_key"],
+        )
+        _write_table(
+            pd.concat([state, pd.DataFrame(states, columns=_STATE_SCHEMA.names)]),
+            out / STATE_FILE,
+            _STATE_SCHEMA,
+            ["file_key"],
+        )
     elif not (out / MANIFEST_FILE).is_file():
         write_manifest(empty_manifest(), out / MANIFEST_FILE)
-        for name, schema in ((QUARANTINE_FILE, _QUARANTINE_SCHEMA), (AUDIT_FILE, _AUDIT_SCHEMA), (STATE_FILE, _STATE_SCHEMA)):
+        for name, schema in (
+            (QUARANTINE_FILE, _QUARANTINE_SCHEMA),
+            (AUDIT_FILE, _AUDIT_SCHEMA),
+            (STATE_FILE, _STATE_SCHEMA),
+        ):
             _write_table(schema.empty_table().to_pandas(), out / name, schema, ["file_key"])
 
     result = IngestResult(
@@ -245,7 +279,12 @@ def run_ingest(config: IngestConfig, key: SecretKey, options: DeidOptions | None
         raise RuntimeError(f"counts do not reconcile: {result.to_dict()}")
     log.info(
         "ingest %s: found %d = written %d + already ingested %d + quarantined %d %s",
-        run_id, result.found, written, skipped, n_quarantined, dict(sorted(reasons.items())),
+        run_id,
+        result.found,
+        written,
+        skipped,
+        n_quarantined,
+        dict(sorted(reasons.items())),
     )
     return result
 
@@ -283,6 +322,4 @@ def _write_run_record(
 
 def locate_files(input_dir: Path, key: SecretKey, keys: set[str]) -> dict[str, Path]:
     """Map file keys (from the quarantine or audit) back to input paths; needs the key."""
-    return {
-        fk: p for p in list_files(input_dir) if (fk := file_key(key, input_dir, p)) in keys
-    }
+    return {fk: p for p in list_files(input_dir) if (fk := file_key(key, input_dir, p)) in keys}

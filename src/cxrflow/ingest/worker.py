@@ -24,7 +24,7 @@ from pydicom.errors import InvalidDicomError
 from cxrflow.deid import Deidentifier, DeidOptions
 from cxrflow.ingest.config import IngestConfig
 from cxrflow.ingest.discover import has_dicm_preamble
-from cxrflow.ingest.pixels import PixelError, display_image, encode_png, resize_longest, resize_mask
+from cxrflow.ingest.pixels import display_image, encode_png, resize_longest, resize_mask
 from cxrflow.ingest.scope import out_of_scope_reason
 from cxrflow.ingest.sidecar import Sidecar, load_sidecar
 from cxrflow.keys import SecretKey
@@ -66,12 +66,16 @@ class Quarantine(Exception):
 class FileProcessor:
     """Holds what every file needs (key, options, side-car); one per worker process."""
 
-    def __init__(self, config: IngestConfig, key: SecretKey, options: DeidOptions, run_id: str) -> None:
+    def __init__(
+        self, config: IngestConfig, key: SecretKey, options: DeidOptions, run_id: str
+    ) -> None:
         self.config = config
         self.key = key
         self.deid = Deidentifier(key, options)
         self.run_id = run_id
-        self.sidecar: Sidecar | None = load_sidecar(config.ground_truth) if config.ground_truth else None
+        self.sidecar: Sidecar | None = (
+            load_sidecar(config.ground_truth) if config.ground_truth else None
+        )
         # pydicom's validation warnings quote attribute values (a birth date, a name): they
         # must not reach a log. Malformed values are handled by the de-identifier instead.
         pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
@@ -86,7 +90,11 @@ class FileProcessor:
             return Outcome(task.file_key, digest, "quarantined", q.reason_class, q.reason)
         except Exception as exc:  # anything else is a bug or an input we do not understand
             return Outcome(
-                task.file_key, digest, "quarantined", "error", f"unexpected {type(exc).__name__} while processing"
+                task.file_key,
+                digest,
+                "quarantined",
+                "error",
+                f"unexpected {type(exc).__name__} while processing",
             )
 
     # ----------------------------------------------------------------------------------------
@@ -101,7 +109,9 @@ class FileProcessor:
         sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
         study_uid = str(ds.get("StudyInstanceUID", "") or "").strip()
         if not patient_id:
-            raise Quarantine("no_patient_id", "PatientID is empty: the image cannot be assigned to a subject")
+            raise Quarantine(
+                "no_patient_id", "PatientID is empty: the image cannot be assigned to a subject"
+            )
         if not sop_uid or not study_uid:
             raise Quarantine("no_uid", "SOPInstanceUID or StudyInstanceUID is empty")
         arr = _decode(ds)
@@ -130,7 +140,9 @@ class FileProcessor:
         if self.config.write_dicom:
             buf = io.BytesIO()
             ds.save_as(buf, enforce_file_format=True)
-            staged.append(_stage(out, f"dicom/{subject_id}/{image_id}.dcm", buf.getvalue(), task.file_key))
+            staged.append(
+                _stage(out, f"dicom/{subject_id}/{image_id}.dcm", buf.getvalue(), task.file_key)
+            )
 
         row: dict[str, Any] = {
             "image_id": image_id,
@@ -182,14 +194,18 @@ def _parse(data: bytes) -> Dataset:
         raise Quarantine("not_dicom", "no DICM preamble and no parseable DICOM dataset") from exc
     except Exception as exc:
         if has_preamble:
-            raise Quarantine("corrupt", f"DICOM file cannot be parsed ({type(exc).__name__})") from exc
+            raise Quarantine(
+                "corrupt", f"DICOM file cannot be parsed ({type(exc).__name__})"
+            ) from exc
         raise Quarantine("not_dicom", "no DICM preamble and no parseable DICOM dataset") from exc
     try:
         # Touch every element now: pydicom parses lazily and a cut file fails only on access.
         for _ in ds.iterall():
             pass
     except Exception as exc:
-        raise Quarantine("truncated" if has_preamble else "not_dicom", "dataset ends inside an element") from exc
+        raise Quarantine(
+            "truncated" if has_preamble else "not_dicom", "dataset ends inside an element"
+        ) from exc
     if "SOPClassUID" not in ds:
         if has_preamble:
             raise Quarantine("corrupt", "DICM preamble but no SOPClassUID: the dataset is damaged")
@@ -214,7 +230,9 @@ def _decode(ds: Dataset) -> np.ndarray:
     except Quarantine:
         raise
     except (NotImplementedError, RuntimeError) as exc:
-        raise Quarantine("no_decoder", f"pixel data cannot be decoded ({type(exc).__name__})") from exc
+        raise Quarantine(
+            "no_decoder", f"pixel data cannot be decoded ({type(exc).__name__})"
+        ) from exc
     except Exception as exc:
         raise Quarantine("corrupt", f"pixel data cannot be decoded ({type(exc).__name__})") from exc
 

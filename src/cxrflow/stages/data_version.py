@@ -18,7 +18,9 @@ def run_version_stage(
     with stage_run("data_version", pipeline_run, tags={"cxrflow.data_version": version.md5}):
         import mlflow
 
-        mlflow.log_params({"data_version": version.md5, "dvc_remote": version.remote, "data_path": version.path})
+        mlflow.log_params(
+            {"data_version": version.md5, "dvc_remote": version.remote, "data_path": version.path}
+        )
         mlflow.log_metrics({"data_files": version.files, "data_bytes": version.size})
         log_dataset_version(data_path / MANIFEST_FILE, version.md5, version.remote)
     return version
