@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
+from kfp import compiler, dsl
+
 from components.data_version import version_data
 from components.ingest import ingest
-from kfp import compiler, dsl
 
 PIPELINE_NAME = "cxrflow-training"
 COMPILED = Path(__file__).with_name("training.yaml")

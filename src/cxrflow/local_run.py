@@ -37,6 +37,7 @@ class LocalSettings:
 def run_pipeline_locally(settings: LocalSettings, params: dict[str, Any]) -> None:
     """Execute `training_pipeline(**params)` with kfp.local; raises if a task fails."""
     from kfp import local
+
     from pipelines.training import training_pipeline
 
     # Task subprocesses must find this environment's python, cxrflow and the same MLflow store.

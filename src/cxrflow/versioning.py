@@ -67,9 +67,12 @@ def ensure_repo(root: Path, remote_url: str | None = None) -> str:
             name = core.get("remote")
             if name:
                 return str(repo.config["remote"][name]["url"])
-    url = remote_url or str(root / ".cxrflow" / "dvc-remote")
+    # The default remote is written relative to .dvc/ so that the committed config holds no
+    # machine-specific path; DVC resolves relative local remotes from the config's folder.
+    url = remote_url or os.path.join("..", ".cxrflow", "dvc-remote")
     if "://" not in url:
-        Path(url).mkdir(parents=True, exist_ok=True)
+        local = Path(url) if os.path.isabs(url) else root / ".dvc" / url
+        local.mkdir(parents=True, exist_ok=True)
     with _repo(root) as repo, repo.config.edit() as conf:
         conf.setdefault("remote", {})[DEFAULT_REMOTE_NAME] = {"url": url}
         conf.setdefault("core", {})["remote"] = DEFAULT_REMOTE_NAME

@@ -173,13 +173,19 @@ def frontal_geometry(
 
 
 def make_canvas(
-    rng: np.random.Generator, rows: int, cols: int, hr: float, half_span: float, v_span: float
+    rng: np.random.Generator,
+    rows: int,
+    cols: int,
+    hr: float,
+    half_span: float,
+    v_span: float,
+    u_centre: float = 0.0,
 ) -> Canvas:
     """Fit the body into the image with a random zoom, shift and small rotation."""
     s = min(cols / (2.0 * half_span), rows / (v_span * hr)) * float(rng.uniform(0.92, 1.04))
-    cx = cols / 2.0 + float(rng.uniform(-0.04, 0.04)) * cols
+    cx = cols / 2.0 - u_centre * s + float(rng.uniform(-0.04, 0.04)) * cols
     lung_px = s * hr
-    cy = rows / 2.0 - 0.5 * lung_px + float(rng.uniform(-0.05, 0.05)) * rows
+    cy = rows / 2.0 - 0.56 * lung_px + float(rng.uniform(-0.04, 0.04)) * rows
     theta = math.radians(float(rng.uniform(-3.0, 3.0)))
     return Canvas.make(rows, cols, s, hr, cx, cy, theta)
 
@@ -197,7 +203,7 @@ def _heart(sc: Scene) -> np.ndarray:
 def _mediastinum(sc: Scene) -> np.ndarray:
     """Soft mediastinal silhouette (1 inside), including the aortic knob and ascending aorta."""
     g, U, T = sc.geom, sc.cv.U, sc.cv.T
-    mw = 0.115 + 0.055 * smoothstep(0.0, 0.6, T) + g.mediastinum_extra * smoothstep(-0.2, 0.3, T)
+    mw = 0.125 + 0.06 * smoothstep(0.0, 0.6, T) + g.mediastinum_extra * smoothstep(-0.2, 0.3, T)
     band = (np.abs(U - 0.01) < mw) & (T < 0.85)
     knob = sc.cv.ellipse(g.knob_u, 0.25, g.knob_r, g.knob_r * 1.1) < 1.0
     asc = sc.cv.ellipse(-0.12 - g.mediastinum_extra, 0.42, 0.07 + g.mediastinum_extra, 0.16) < 1.0
@@ -213,41 +219,47 @@ def _ribs(sc: Scene, fracture: Lesion | None) -> tuple[np.ndarray, np.ndarray]:
     for side in (LEFT, RIGHT):
         for k in range(10):
             tk = -0.07 + k * 0.098
-            lat = float(sc.lateral_edge(side, min(max(tk + 0.18, 0.02), 1.0))) + 0.045
-            phis = np.linspace(0.0, 0.62 * math.pi, 16)
-            pts = [
-                (side * (0.08 + (lat - 0.08) * math.sin(p)),
-                 tk + 0.24 * (1.0 - math.cos(p)) ** 1.4 - 0.035 * math.sin(p))
-                for p in phis
-            ]
+            pts = rib_path(sc, side, k)
             if fracture is not None and k == fracture.rib and side in _sides(fracture.side):
                 # A displaced fracture: a gap in the rib and a step between its fragments.
-                cut, gap, step = 8, 1, 0.035
-                lines_post.append((pts[: cut - gap], rib_w, 1.0))
-                lines_post.append(([(u, t + step) for u, t in pts[cut + gap :]], rib_w, 1.0))
-                lines_post.append((pts[: cut - gap], rib_w * 0.45, 0.55))
-                lines_post.append(([(u, t + step) for u, t in pts[cut + gap :]], rib_w * 0.45, 0.55))
+                cut, gap, step = 10, 1, 0.035
+                medial = pts[: cut - gap]
+                lateral = [(u, t + step) for u, t in pts[cut + gap :]]
+                lines_post += [(medial, rib_w, 1.0), (lateral, rib_w, 1.0)]
+                lines_post += [(medial, rib_w * 0.45, 0.55), (lateral, rib_w * 0.45, 0.55)]
                 continue
             lines_post.append((pts, rib_w, 1.0))
             lines_post.append((pts, rib_w * 0.45, 0.55))  # cortex brighter than medulla
-            if 1 <= k <= 7:
-                a0 = lat - 0.02
-                ant = [(side * (a0 - (a0 - 0.3) * f), tk + 0.22 + 0.32 * f**1.2)
+            if k <= 5:
+                a0 = float(sc.lateral_edge(side, min(max(tk + 0.2, 0.02), 1.0))) + 0.02
+                ant = [(side * (a0 - (a0 - 0.3) * f), tk + 0.2 + 0.26 * f**1.2)
                        for f in np.linspace(0.0, 1.0, 8)]
-                lines_ant.append((ant, rib_w * 0.85, 1.0))
+                lines_ant.append((ant, rib_w * 0.7, 1.0))
     post = sc.cv.polylines(lines_post)
     ant = sc.cv.polylines(lines_ant)
     ribs_mask = (post > 0.3) | (ant > 0.3)
     clav = []
     for side in (LEFT, RIGHT):
         ct = g.clavicle_t
-        pts = [(side * 0.07, -0.02 + ct), (side * 0.3, -0.06 + ct), (side * 0.6, -0.1 + ct),
-               (side * 0.9, -0.15 + ct), (side * 1.08, -0.12 + ct)]
-        clav.append((pts, 0.075, 1.0))
-        clav.append((pts, 0.035, 0.7))
+        pts = [(side * x, ct - 0.02 - 0.13 * x + 0.05 * math.sin(math.pi * x / 1.1))
+               for x in np.linspace(0.07, 1.08, 12)]
+        clav.append((pts, 0.07, 1.0))
+        clav.append((pts, 0.032, 0.7))
     clavicles = sc.cv.polylines(clav)
-    bones = 0.13 * post + 0.06 * ant + 0.16 * clavicles
+    bones = 0.12 * post + 0.045 * ant + 0.15 * clavicles
     return soft(bones, 0.004 * sc.cv.s), ribs_mask & (sc.cv.T > -0.2)
+
+
+def rib_path(sc: Scene, side: int, k: int) -> list[tuple[float, float]]:
+    """Centre line of posterior rib k: an arch from the spine that curves down the lateral wall."""
+    tk = -0.07 + k * 0.098
+    lat = float(sc.lateral_edge(side, min(max(tk + 0.16, 0.02), 1.0))) + 0.04
+    pts = [
+        (side * (0.08 + (lat - 0.08) * x), tk - 0.03 * math.sin(math.pi * x) + 0.2 * x**1.8)
+        for x in np.linspace(0.0, 1.0, 14)
+    ]
+    pts += [(side * lat * 0.985, tk + 0.26), (side * lat * 0.95, tk + 0.32)]
+    return pts
 
 
 def _sides(side: str) -> tuple[int, ...]:
@@ -262,7 +274,7 @@ def _vessels(sc: Scene) -> np.ndarray:
     def branch(u: float, t: float, ang: float, length: float, width: float, depth: int) -> None:
         u2 = u + length * math.cos(ang)
         t2 = t + length * math.sin(ang) / sc.geom.hr
-        lines.append(([(u, t), (u2, t2)], width, 0.35 + 0.65 * min(width / 0.03, 1.0)))
+        lines.append(([(u, t), (u2, t2)], width, 0.2 + 0.8 * min(width / 0.03, 1.0)))
         if depth == 0:
             return
         for d in (-1, 1):
@@ -277,7 +289,7 @@ def _vessels(sc: Scene) -> np.ndarray:
             direction = ang if side == LEFT else math.pi - ang
             branch(hu, ht, direction, float(rng.uniform(0.14, 0.2)), 0.032, 3)
     layer = sc.cv.polylines(lines)
-    return soft(layer, 0.003 * sc.cv.s)
+    return soft(layer, 0.006 * sc.cv.s)
 
 
 def render_frontal(
@@ -291,7 +303,7 @@ def render_frontal(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Render a PA/AP chest radiograph; returns (image in [0,1], packed uint16 mask, CTR)."""
     geom = frontal_geometry(rng_subject, rng_image, view, lesions)
-    cv = make_canvas(rng_image, rows, cols, geom.hr, half_span=1.3, v_span=1.55)
+    cv = make_canvas(rng_image, rows, cols, geom.hr, half_span=1.12, v_span=1.38)
     sc = Scene(cv, geom, body, view, rng_image)
     U, T = cv.U, cv.T
     found = {les.finding: les for les in lesions}
@@ -329,15 +341,17 @@ def render_frontal(
     diaph = np.where(U < 0, sc.diaphragm(RIGHT, a_abs), sc.diaphragm(LEFT, a_abs))
     abdomen = smoothstep(-0.01, 0.03, T - diaph) * (T > 0.3)
 
-    img = 0.03 + body.tissue_level * chord**0.7
+    img = 0.03 + body.tissue_level * chord**0.9
     img += 0.1 * abdomen * chord
+    img += 0.02 * smooth_noise(rng_image, cv.shape, 0.12 * cv.s) * chord
     img -= body.lung_contrast * depth
-    img += 0.06 * soft(medi & (T > -0.5), 0.01 * cv.s)
-    img += 0.07 * soft(heart, 0.008 * cv.s) * (T > 0.3)
+    above = 1.0 - abdomen
+    img += 0.08 * soft(medi & (T > -0.5), 0.01 * cv.s) * above
+    img += 0.08 * soft(heart, 0.008 * cv.s) * (T > 0.3) * above
     # Spine: vertebral bodies with darker disc spaces, seen through the mediastinum.
     spine = (np.abs(U) < 0.085).astype(np.float32)
     discs = 0.5 + 0.5 * np.abs(np.sin(math.pi * (T + 0.02) / 0.098)) ** 0.4
-    img += 0.07 * soft(spine, 0.006 * cv.s) * discs * chord
+    img += 0.07 * soft(spine, 0.006 * cv.s) * discs * chord * (1.0 - 0.7 * abdomen)
     # Trachea and main bronchi (air).
     airway = cv.polylines(
         [([(0.0, -0.7), (0.0, 0.33)], 0.085, 1.0),
@@ -408,49 +422,57 @@ def render_lateral(
     hr = float(rng_subject.uniform(1.62, 1.88)) * float(rng_image.uniform(0.96, 1.04))
     if "pulmonary_fibrosis" in found:
         hr *= 0.88
-    cv = make_canvas(rng_image, rows, cols, hr, half_span=1.25, v_span=1.6)
+    hr *= 0.82  # U spans the antero-posterior depth here, which is smaller than the width
+    cv = make_canvas(rng_image, rows, cols, hr, half_span=1.05, v_span=1.4, u_centre=0.1)
     U, T = cv.U, cv.T
     st = body.soft_tissue
     tc = np.clip(T, 0.0, 1.0)
 
-    # Trunk outline (front and back), arms raised above the shoulders.
-    front = -(0.86 + st)
-    back = 0.98 + st * 0.6
-    chord = np.sqrt(np.clip(1.0 - ((U - (front + back) / 2) / ((back - front) / 2)) ** 2, 0, 1))
-    img = 0.03 + (body.tissue_level + 0.05) * chord**0.6
-    arms = smoothstep(0.05, -0.3, T) * np.sqrt(np.clip(1.0 - ((U + 0.15) / 0.7) ** 2, 0, 1))
-    img += 0.12 * arms
+    # Trunk between the anterior and posterior skin; raised arms add tissue at the top.
+    front = -(0.92 + st) + 0.25 * smoothstep(-0.05, -0.5, T)
+    back = 1.0 + 0.6 * st
+    mid, half = (front + back) / 2.0, (back - front) / 2.0
+    chord = np.sqrt(np.clip(1.0 - ((U - mid) / half) ** 2, 0.0, 1.0))
+    img = 0.03 + (body.tissue_level + 0.06) * chord**0.8
+    arms = smoothstep(0.1, -0.35, T) * np.sqrt(np.clip(1.0 - ((U + 0.2) / 0.75) ** 2, 0, 1))
+    img += 0.1 * arms
+    img += 0.02 * smooth_noise(rng_image, cv.shape, 0.12 * cv.s) * chord
 
-    lung_front = -0.8 + 0.42 * (1.0 - tc) ** 3
-    lung_back = 0.74 - 0.34 * (1.0 - tc) ** 3
-    base = 0.82 + 0.26 * np.clip((U + 0.8) / 1.55, 0.0, 1.0) ** 1.6
-    lung = (T >= 0.0) & (U > lung_front) & (U < lung_back) & (T < base)
-    ctr_scale = 1.0
+    width = 0.76 * np.sqrt(1.0 - (1.0 - tc) ** 2.2)
+    centre = 0.02 + 0.06 * (1.0 - tc)
+    base = 0.8 + 0.3 * np.clip((U + 0.76) / 1.52, 0.0, 1.0) ** 1.5
+    lung = (T >= 0.0) & (np.abs(U - centre) < width) & (T < base)
+    scale = 1.0
     if "cardiomegaly" in found:
-        ctr_scale = 1.12 + 0.06 * found["cardiomegaly"].severity
-    heart = cv.ellipse(-0.33, 0.75, 0.42 * ctr_scale, 0.3 * ctr_scale, math.radians(-20))
-    lung &= heart >= 1.0
-    depth = np.clip(soft(lung, 0.03 * cv.s) * 1.15, 0, 1) * (1.05 - 0.2 * tc)
-    img -= body.lung_contrast * 0.9 * depth
-    img += 0.06 * soft(heart < 1.0, 0.01 * cv.s)
+        scale = 1.12 + 0.06 * found["cardiomegaly"].severity
+    heart = cv.ellipse(-0.3 - 0.05 * (scale - 1), 0.74, 0.42 * scale, 0.33 * scale,
+                       math.radians(-35))
+    heart_soft = soft(heart < 1.0, 0.012 * cv.s)
+    depth = np.clip(soft(lung, 0.03 * cv.s) * 1.15, 0, 1) * (1.05 - 0.15 * tc)
+    depth *= 1.0 - 0.55 * heart_soft
+    img -= body.lung_contrast * 0.95 * depth
+    img += 0.04 * heart_soft
     img += 0.08 * smoothstep(-0.01, 0.04, T - base) * chord
 
     bone_lines: list = []
-    # Vertebral bodies stacked behind the lungs; they look more lucent lower down.
-    for k in range(-5, 14):
-        t0 = k * 0.095
-        bone_lines.append(([(0.74, t0), (0.74, t0 + 0.072)], 0.24, 1.0 - 0.03 * max(k, 0)))
-    bone_lines.append(([(-0.9, -0.05), (-0.86, 0.3), (-0.84, 0.65)], 0.05, 1.0))  # sternum
-    for k in range(9):  # ribs, faint and oblique
-        t0 = 0.02 + k * 0.1
-        bone_lines.append(([(0.9, t0), (0.2, t0 + 0.15), (-0.6, t0 + 0.38)], 0.05, 0.45))
+    # Vertebral bodies behind the heart; normally they look more lucent lower down.
+    for k in range(-6, 14):
+        t0 = k * 0.1
+        bone_lines.append(([(0.63, t0), (0.63, t0 + 0.078)], 0.22, 1.0 - 0.025 * max(k, 0)))
+        bone_lines.append(([(0.78, t0 + 0.02), (0.95, t0 + 0.07)], 0.06, 0.6))
+    bone_lines.append(([(-0.9, -0.05), (-0.87, 0.3), (-0.84, 0.62)], 0.05, 1.0))  # sternum
     bones = soft(cv.polylines(bone_lines), 0.004 * cv.s)
-    img += 0.12 * bones * (0.5 + 0.5 * chord)
-    airway = cv.polylines([([(-0.12, -0.8), (0.02, 0.1), (0.12, 0.36)], 0.085, 1.0)])
-    img -= 0.08 * soft(airway, 0.006 * cv.s)
-    aorta = cv.polylines([([(-0.2, 0.4), (-0.12, 0.2), (0.05, 0.13), (0.3, 0.22), (0.5, 0.45),
-                           (0.55, 1.0)], 0.11, 1.0)])
-    img += 0.05 * soft(aorta, 0.01 * cv.s)
+    ribs = []
+    for k in range(9):  # posterior ribs, faint arcs running forward and down
+        t0 = 0.02 + k * 0.1
+        ribs.append(([(0.85, t0), (0.5, t0 + 0.06), (0.0, t0 + 0.16), (-0.5, t0 + 0.3)], 0.05, 1.0))
+    ribs_layer = soft(cv.polylines(ribs), 0.006 * cv.s)
+    img += 0.13 * bones * (0.5 + 0.5 * chord) + 0.04 * ribs_layer
+    airway = cv.polylines([([(-0.05, -0.8), (0.02, 0.1), (0.1, 0.36)], 0.09, 1.0)])
+    img -= 0.09 * soft(airway, 0.006 * cv.s)
+    aorta = cv.polylines([([(-0.2, 0.42), (-0.15, 0.22), (0.05, 0.13), (0.3, 0.2), (0.45, 0.4),
+                           (0.48, 1.0)], 0.1, 1.0)])
+    img += 0.04 * soft(aorta, 0.012 * cv.s)
     img += 0.02 * smooth_noise(rng_image, cv.shape, 0.02 * cv.s) * depth
     img += L.lateral_findings(cv, found, lung, base, body)
     img += body.noise * rng_image.standard_normal(cv.shape, dtype=np.float32)

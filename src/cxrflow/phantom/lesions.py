@@ -135,10 +135,10 @@ def opacity(sc: Scene, les: Lesion) -> None:
 def fibrosis(sc: Scene, les: Lesion) -> None:
     """Reticular (net-like) bright texture in the lower and peripheral zones."""
     rng = _rng(les)
-    n = smooth_noise(rng, sc.cv.shape, 0.018 * sc.cv.s)
-    net = np.exp(-((n / 0.28) ** 2))
+    n = smooth_noise(rng, sc.cv.shape, 0.024 * sc.cv.s)
+    net = soft(np.exp(-((n / 0.22) ** 2)), 0.003 * sc.cv.s)
     where = smoothstep(0.3, 0.85, sc.cv.T) * (0.4 + 0.6 * smoothstep(0.25, 0.7, np.abs(sc.cv.U)))
-    strength = (0.22 + 0.06 * les.severity) * sc.body.lung_contrast / 0.4
+    strength = (0.14 + 0.05 * les.severity) * sc.body.lung_contrast / 0.4
     sc.add += strength * net * where * sc.lung_depth
 
 
@@ -153,7 +153,7 @@ def tuberculosis(sc: Scene, les: Lesion) -> None:
             a = float(sc.lateral_edge(side, t)) * float(rng.uniform(0.35, 0.85))
             blob(sc.cv, side * a, t, float(rng.uniform(0.025, 0.05)), layer, 0.32)
             if rng.random() < 0.5:
-                streaks.append(([(side * a, t), (side * 0.28, 0.42)], 0.012, 0.6))
+                streaks.append(([(side * a, t), (side * 0.28, 0.42)], 0.012, 0.35))
         # A confluent upper-zone infiltrate under the nodules.
         blob(sc.cv, side * 0.55, 0.2, 0.16, layer, 0.12 + 0.03 * les.severity)
         if les.severity >= 2:
@@ -217,7 +217,9 @@ def lateral_findings(
     lc = body.lung_contrast
     if "pleural_effusion" in found:
         sev = found["pleural_effusion"].severity
-        level = base - (0.06 + 0.07 * sev) - 0.12 * smoothstep(0.0, 0.7, cv.U)
+        level = base - ((0.04 + 0.05 * sev) + 0.08 * sev * smoothstep(0.2, 0.8, cv.U)) * (
+            smoothstep(-0.4, 0.3, cv.U)
+        )
         fluid = lung & (cv.T > level)
         add += (lc * 0.9 + 0.03) * soft(fluid, 0.012 * cv.s)
     if "lung_opacity" in found:

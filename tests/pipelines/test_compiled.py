@@ -1,0 +1,36 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipelines.training import COMPILED
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_pipeline_yaml_is_up_to_date(tmp_path):
+    # Compile in a fresh interpreter with the default image setting, as `make pipeline` does.
+    out = tmp_path / "training.yaml"
+    code = (
+        f"import pathlib, pipelines.training as t; t.compile_pipeline(pathlib.Path({str(out)!r}))"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("CXRFLOW_IMAGE")}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)
+    assert yaml.safe_load(out.read_text()) == yaml.safe_load(COMPILED.read_text()), (
+        "pipelines/training.yaml is stale: run `make pipeline` and commit it"
+    )
+
+
+def test_compiled_pipeline_runs_components_from_the_project_image():
+    spec = yaml.safe_load(COMPILED.read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    assert set(executors) == {"exec-ingest", "exec-version-data"}
+    for ex in executors.values():
+        container = ex["container"]
+        assert container["image"].endswith(":0.1.0") and "cxrflow-cpu" in container["image"]
+        assert "pip install" not in " ".join(container.get("command", []))
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["max_side"]["parameterType"] == "NUMBER_INTEGER"
+    assert params["retain_patient_characteristics"]["defaultValue"] is True
+    assert not any("key" in name for name in params)  # the de-id key is never a parameter

@@ -1,0 +1,67 @@
+"""The pipeline function run end to end with kfp.local, MLflow on SQLite and DVC."""
+
+import subprocess
+
+import mlflow
+import pytest
+
+from cxrflow.keys import KEY_FILE_ENV_VAR
+from cxrflow.local_run import LocalSettings, run_pipeline_locally
+from cxrflow.versioning import checkout_version, dvc_file_for, read_version
+from tests.factory import make_dataset, write
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    root = tmp_path / "project"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    key = tmp_path / "secret.key"
+    key.write_bytes(b"k" * 40 + b"\n")
+    monkeypatch.setenv(KEY_FILE_ENV_VAR, str(key))
+    monkeypatch.setenv("PATH", __import__("os").environ["PATH"])
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(root)
+    inbox = root / "inbox"
+    for i in range(3):
+        ds = make_dataset(sop_uid=f"1.2.840.99999.77.{i}", PatientID=f"P{i % 2}")
+        write(ds, inbox / f"d{i}" / "IM")
+    (inbox / "notes.txt").write_text("not DICOM")
+    return root, inbox, LocalSettings(root, root / ".cxrflow" / "kfp", uri)
+
+
+def _run(settings, inbox, data):
+    run_pipeline_locally(settings, {"inbox": str(inbox), "data_dir": str(data), "max_side": 64})
+
+
+def test_local_pipeline_ingests_versions_and_tracks(project):
+    root, inbox, settings = project
+    data = root / "data"
+    _run(settings, inbox, data)
+    v1 = read_version(dvc_file_for(root, data))
+    assert (root / "data.dvc").is_file() and (data / "manifest.parquet").is_file()
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    runs = mlflow.search_runs(experiment_names=["cxrflow"])
+    stages = dict(zip(runs["tags.cxrflow.stage"], runs.index, strict=True))
+    assert set(stages) == {"ingest", "data_version"}
+    assert runs["tags.cxrflow.pipeline_run"].nunique() == 1
+    ingest = runs.loc[stages["ingest"]]
+    assert (ingest["metrics.files_found"], ingest["metrics.files_written"]) == (4, 3)
+    assert ingest["metrics.quarantined_not_dicom"] == 1
+    version_run = mlflow.get_run(runs.loc[stages["data_version"], "run_id"])
+    assert version_run.data.tags["cxrflow.data_version"] == v1.md5
+    inputs = version_run.inputs.dataset_inputs
+    assert inputs and inputs[0].dataset.digest == v1.md5
+
+    # New images arrive: a new version; the old one stays restorable from the remote.
+    write(make_dataset(sop_uid="1.2.840.99999.77.50", PatientID="P9"), inbox / "new" / "IM")
+    _run(settings, inbox, data)
+    v2 = read_version(dvc_file_for(root, data))
+    assert v2.md5 != v1.md5 and v2.files == v1.files + 2  # one image, one audit-free run record
+    restored = checkout_version(root, v1.md5, data)
+    assert restored.md5 == v1.md5
+    import pandas as pd
+
+    assert len(pd.read_parquet(data / "manifest.parquet")) == 3
