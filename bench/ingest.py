@@ -116,9 +116,8 @@ def main() -> None:
             results[(mode, workers)] = json.loads(out.strip().splitlines()[-1])
     print(f"{'mode':<8}{'workers':>8}{'files/s':>10}{'s/file':>9}{'peak MB':>10}")
     for (mode, workers), r in results.items():
-        print(
-            f"{mode:<8}{workers:>8}{r['files_per_s']:>10.2f}{1 / r['files_per_s']:>9.3f}{r['peak_mb']:>10.0f}"
-        )
+        rate = r["files_per_s"]
+        print(f"{mode:<8}{workers:>8}{rate:>10.2f}{1 / rate:>9.3f}{r['peak_mb']:>10.0f}")
     for workers in (1, 2):
         ratio = (
             results[("floor", workers)]["files_per_s"] / results[("ingest", workers)]["files_per_s"]
