@@ -15,7 +15,11 @@ def version_data(
     dvc_remote: str = "",
     pipeline_run: str = "",
 ) -> NamedTuple("DataVersionOutputs", [("data_version", str), ("dvc_remote", str), ("files", int)]):
-    """Record `data_dir` as a DVC data version and push it; `ingest_run` orders it after ingest."""
+    """Record `data_dir` as a DVC data version and push it.
+
+    `ingest_run` (an ingest run id or a split digest) orders this step after the steps that
+    write the data directory.
+    """
     from collections import namedtuple
     from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""The training pipeline: ingest + de-identify -> version the data -> (later stages)."""
+"""The training pipeline: ingest + de-identify -> split by subject -> version the data -> ..."""
 
 from pathlib import Path
 
@@ -6,6 +6,7 @@ from kfp import compiler, dsl
 
 from components.data_version import version_data
 from components.ingest import ingest
+from components.split import split
 
 PIPELINE_NAME = "cxrflow-training"
 COMPILED = Path(__file__).with_name("training.yaml")
@@ -24,6 +25,11 @@ def training_pipeline(
     retain_patient_characteristics: bool = True,
     retain_longitudinal_modified_dates: bool = True,
     clean_descriptors: bool = True,
+    train_ratio: float = 0.7,
+    val_ratio: float = 0.15,
+    test_ratio: float = 0.15,
+    split_seed: str = "cxrflow-split-v1",
+    split_mode: str = "hash",
     dvc_remote: str = "",
 ) -> None:
     """Every knob is a typed pipeline parameter, so the Kubeflow UI run form can set it."""
@@ -44,10 +50,24 @@ def training_pipeline(
     ingest_task.set_caching_options(False)
     ingest_task.set_display_name("ingest + de-identify")
 
+    split_task = split(
+        data_dir=data_dir,
+        ingest_run=ingest_task.outputs["ingest_run"],
+        train_ratio=train_ratio,
+        val_ratio=val_ratio,
+        test_ratio=test_ratio,
+        seed=split_seed,
+        mode=split_mode,
+        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    )
+    split_task.set_caching_options(False)
+    split_task.set_display_name("split by subject")
+
+    # The split is part of the dataset: version after it, so the md5 covers the assignment.
     version_task = version_data(
         repo_root=repo_root,
         data_dir=data_dir,
-        ingest_run=ingest_task.outputs["ingest_run"],
+        ingest_run=split_task.outputs["split_digest"],
         dvc_remote=dvc_remote,
         pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     )

@@ -25,7 +25,7 @@ def test_committed_pipeline_yaml_is_up_to_date(tmp_path):
 def test_compiled_pipeline_runs_components_from_the_project_image():
     spec = yaml.safe_load(COMPILED.read_text())
     executors = spec["deploymentSpec"]["executors"]
-    assert set(executors) == {"exec-ingest", "exec-version-data"}
+    assert set(executors) == {"exec-ingest", "exec-split", "exec-version-data"}
     for ex in executors.values():
         container = ex["container"]
         assert container["image"].endswith(":0.1.0") and "cxrflow-cpu" in container["image"]

@@ -45,7 +45,7 @@ def test_local_pipeline_ingests_versions_and_tracks(project):
     mlflow.set_tracking_uri(settings.tracking_uri)
     runs = mlflow.search_runs(experiment_names=["cxrflow"])
     stages = dict(zip(runs["tags.cxrflow.stage"], runs.index, strict=True))
-    assert set(stages) == {"ingest", "data_version"}
+    assert set(stages) == {"ingest", "split", "data_version"}
     assert runs["tags.cxrflow.pipeline_run"].nunique() == 1
     ingest = runs.loc[stages["ingest"]]
     assert (ingest["metrics.files_found"], ingest["metrics.files_written"]) == (4, 3)

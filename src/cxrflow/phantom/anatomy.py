@@ -193,8 +193,6 @@ def make_canvas(
 # --------------------------------------------------------------------------- frontal
 
 
-
-
 def _heart(sc: Scene) -> np.ndarray:
     g = sc.geom
     return sc.cv.ellipse(g.heart_cu, g.heart_ct, g.heart_a, g.heart_b, g.heart_angle)
@@ -232,8 +230,10 @@ def _ribs(sc: Scene, fracture: Lesion | None) -> tuple[np.ndarray, np.ndarray]:
             lines_post.append((pts, rib_w * 0.45, 0.55))  # cortex brighter than medulla
             if k <= 5:
                 a0 = float(sc.lateral_edge(side, min(max(tk + 0.2, 0.02), 1.0))) + 0.02
-                ant = [(side * (a0 - (a0 - 0.3) * f), tk + 0.2 + 0.26 * f**1.2)
-                       for f in np.linspace(0.0, 1.0, 8)]
+                ant = [
+                    (side * (a0 - (a0 - 0.3) * f), tk + 0.2 + 0.26 * f**1.2)
+                    for f in np.linspace(0.0, 1.0, 8)
+                ]
                 lines_ant.append((ant, rib_w * 0.7, 1.0))
     post = sc.cv.polylines(lines_post)
     ant = sc.cv.polylines(lines_ant)
@@ -241,12 +241,14 @@ def _ribs(sc: Scene, fracture: Lesion | None) -> tuple[np.ndarray, np.ndarray]:
     clav = []
     for side in (LEFT, RIGHT):
         ct = g.clavicle_t
-        pts = [(side * x, ct - 0.02 - 0.13 * x + 0.05 * math.sin(math.pi * x / 1.1))
-               for x in np.linspace(0.07, 1.08, 12)]
+        pts = [
+            (side * x, ct - 0.02 - 0.13 * x + 0.05 * math.sin(math.pi * x / 1.1))
+            for x in np.linspace(0.07, 1.08, 12)
+        ]
         clav.append((pts, 0.07, 1.0))
         clav.append((pts, 0.032, 0.7))
     clavicles = sc.cv.polylines(clav)
-    bones = 0.12 * post + 0.045 * ant + 0.15 * clavicles
+    bones = 0.085 * post + 0.035 * ant + 0.13 * clavicles
     return soft(bones, 0.004 * sc.cv.s), ribs_mask & (sc.cv.T > -0.2)
 
 
@@ -278,8 +280,14 @@ def _vessels(sc: Scene) -> np.ndarray:
         if depth == 0:
             return
         for d in (-1, 1):
-            branch(u2, t2, ang + d * float(rng.uniform(0.25, 0.55)), length * 0.72,
-                   width * 0.68, depth - 1)
+            branch(
+                u2,
+                t2,
+                ang + d * float(rng.uniform(0.25, 0.55)),
+                length * 0.72,
+                width * 0.68,
+                depth - 1,
+            )
 
     for side in (LEFT, RIGHT):
         hu, ht = side * 0.25, 0.45 if side == RIGHT else 0.42
@@ -351,12 +359,14 @@ def render_frontal(
     # Spine: vertebral bodies with darker disc spaces, seen through the mediastinum.
     spine = (np.abs(U) < 0.085).astype(np.float32)
     discs = 0.5 + 0.5 * np.abs(np.sin(math.pi * (T + 0.02) / 0.098)) ** 0.4
-    img += 0.07 * soft(spine, 0.006 * cv.s) * discs * chord * (1.0 - 0.7 * abdomen)
+    img += 0.05 * soft(spine, 0.006 * cv.s) * discs * chord * (1.0 - 0.7 * abdomen)
     # Trachea and main bronchi (air).
     airway = cv.polylines(
-        [([(0.0, -0.7), (0.0, 0.33)], 0.085, 1.0),
-         ([(0.0, 0.33), (0.22, 0.44)], 0.05, 1.0),
-         ([(0.0, 0.33), (-0.2, 0.46)], 0.055, 1.0)]
+        [
+            ([(0.0, -0.7), (0.0, 0.33)], 0.085, 1.0),
+            ([(0.0, 0.33), (0.22, 0.44)], 0.05, 1.0),
+            ([(0.0, 0.33), (-0.2, 0.46)], 0.055, 1.0),
+        ]
     )
     img -= 0.09 * soft(airway, 0.006 * cv.s) * (T > -0.75)
     # Hila: vessels converge into denser shadows.
@@ -388,7 +398,10 @@ def render_frontal(
 def _pack_masks(sc: Scene) -> np.ndarray:
     """Bit i set where MASK_STRUCTURES[i] is present; zones are thirds of each lung's height."""
     out = np.zeros(sc.cv.shape, np.uint16)
-    for side, name, prefix in ((LEFT, "left_lung", "zone_left"), (RIGHT, "right_lung", "zone_right")):
+    for side, name, prefix in (
+        (LEFT, "left_lung", "zone_left"),
+        (RIGHT, "right_lung", "zone_right"),
+    ):
         lung = sc.hemi[side] & ~sc.lung_exclude
         out |= lung.astype(np.uint16) << BIT[name]
         rows = np.flatnonzero(lung.any(axis=1))
@@ -438,18 +451,19 @@ def render_lateral(
     img += 0.1 * arms
     img += 0.02 * smooth_noise(rng_image, cv.shape, 0.12 * cv.s) * chord
 
-    width = 0.76 * np.sqrt(1.0 - (1.0 - tc) ** 2.2)
-    centre = 0.02 + 0.06 * (1.0 - tc)
+    width = 0.8 * np.sqrt(1.0 - (1.0 - tc) ** 2.2)
+    centre = 0.04 + 0.06 * (1.0 - tc)
     base = 0.8 + 0.3 * np.clip((U + 0.76) / 1.52, 0.0, 1.0) ** 1.5
     lung = (T >= 0.0) & (np.abs(U - centre) < width) & (T < base)
     scale = 1.0
     if "cardiomegaly" in found:
         scale = 1.12 + 0.06 * found["cardiomegaly"].severity
-    heart = cv.ellipse(-0.3 - 0.05 * (scale - 1), 0.74, 0.42 * scale, 0.33 * scale,
-                       math.radians(-35))
-    heart_soft = soft(heart < 1.0, 0.012 * cv.s)
+    heart = cv.ellipse(
+        -0.3 - 0.05 * (scale - 1), 0.74, 0.42 * scale, 0.33 * scale, math.radians(-35)
+    )
+    heart_soft = soft(heart < 1.0, 0.03 * cv.s)
     depth = np.clip(soft(lung, 0.03 * cv.s) * 1.15, 0, 1) * (1.05 - 0.15 * tc)
-    depth *= 1.0 - 0.55 * heart_soft
+    depth *= 1.0 - 0.45 * heart_soft
     img -= body.lung_contrast * 0.95 * depth
     img += 0.04 * heart_soft
     img += 0.08 * smoothstep(-0.01, 0.04, T - base) * chord
@@ -458,20 +472,27 @@ def render_lateral(
     # Vertebral bodies behind the heart; normally they look more lucent lower down.
     for k in range(-6, 14):
         t0 = k * 0.1
-        bone_lines.append(([(0.63, t0), (0.63, t0 + 0.078)], 0.22, 1.0 - 0.025 * max(k, 0)))
-        bone_lines.append(([(0.78, t0 + 0.02), (0.95, t0 + 0.07)], 0.06, 0.6))
+        bone_lines.append(([(0.58, t0), (0.58, t0 + 0.078)], 0.2, 0.8 - 0.03 * max(k, 0)))
+        bone_lines.append(([(0.74, t0 + 0.02), (0.92, t0 + 0.07)], 0.05, 0.5))
     bone_lines.append(([(-0.9, -0.05), (-0.87, 0.3), (-0.84, 0.62)], 0.05, 1.0))  # sternum
     bones = soft(cv.polylines(bone_lines), 0.004 * cv.s)
     ribs = []
     for k in range(9):  # posterior ribs, faint arcs running forward and down
         t0 = 0.02 + k * 0.1
         ribs.append(([(0.85, t0), (0.5, t0 + 0.06), (0.0, t0 + 0.16), (-0.5, t0 + 0.3)], 0.05, 1.0))
-    ribs_layer = soft(cv.polylines(ribs), 0.006 * cv.s)
+    ribs_layer = soft(cv.polylines(ribs), 0.006 * cv.s) * (T < base + 0.04)
     img += 0.13 * bones * (0.5 + 0.5 * chord) + 0.04 * ribs_layer
     airway = cv.polylines([([(-0.05, -0.8), (0.02, 0.1), (0.1, 0.36)], 0.09, 1.0)])
     img -= 0.09 * soft(airway, 0.006 * cv.s)
-    aorta = cv.polylines([([(-0.2, 0.42), (-0.15, 0.22), (0.05, 0.13), (0.3, 0.2), (0.45, 0.4),
-                           (0.48, 1.0)], 0.1, 1.0)])
+    aorta = cv.polylines(
+        [
+            (
+                [(-0.2, 0.42), (-0.15, 0.22), (0.05, 0.13), (0.3, 0.2), (0.45, 0.4), (0.48, 1.0)],
+                0.1,
+                1.0,
+            )
+        ]
+    )
     img += 0.04 * soft(aorta, 0.012 * cv.s)
     img += 0.02 * smooth_noise(rng_image, cv.shape, 0.02 * cv.s) * depth
     img += L.lateral_findings(cv, found, lung, base, body)

@@ -106,8 +106,9 @@ def pleural_thickening(sc: Scene, les: Lesion) -> None:
     for side in sides(les.side):
         a = side * sc.cv.U
         lat = sc.lateral_edge(side, sc.cv.T)
-        w = (0.035 + 0.015 * les.severity) * (1.0 + 0.35 * smooth_noise(rng, sc.cv.shape,
-                                                                      0.15 * sc.cv.s))
+        w = (0.035 + 0.015 * les.severity) * (
+            1.0 + 0.35 * smooth_noise(rng, sc.cv.shape, 0.15 * sc.cv.s)
+        )
         t_lo, t_hi = (0.04, 0.85) if les.severity == 3 else (0.22, 0.85)
         band = sc.hemi[side] & (a > lat - w) & (sc.cv.T > t_lo) & (sc.cv.T < t_hi)
         if les.severity >= 2:
@@ -123,7 +124,7 @@ def opacity(sc: Scene, les: Lesion) -> None:
     for side in sides(les.side):
         t_c = ZONE_T[les.zone] + float(rng.uniform(-0.05, 0.05))
         a_c = float(sc.lateral_edge(side, t_c)) * float(rng.uniform(0.55, 0.7))
-        r = 0.13 + 0.05 * les.severity
+        r = 0.16 + 0.05 * les.severity
         field = sc.cv.ellipse(side * a_c, t_c, r * 1.1, r * 0.9, float(rng.uniform(0, math.pi)))
         field = field + 0.35 * smooth_noise(rng, sc.cv.shape, 0.08 * sc.cv.s)
         patch = soft((field < 1.0) & sc.hemi[side], 0.012 * sc.cv.s)
@@ -233,6 +234,12 @@ def lateral_findings(
     if "tuberculosis" in found:
         rng = _rng(found["tuberculosis"], 2)
         for _ in range(5):
-            blob(cv, float(rng.uniform(-0.2, 0.5)), float(rng.uniform(0.05, 0.3)),
-                 float(rng.uniform(0.025, 0.05)), add, 0.3)
+            blob(
+                cv,
+                float(rng.uniform(-0.2, 0.5)),
+                float(rng.uniform(0.05, 0.3)),
+                float(rng.uniform(0.025, 0.05)),
+                add,
+                0.3,
+            )
     return add

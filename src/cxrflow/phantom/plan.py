@@ -254,10 +254,7 @@ def _image_size(rng: np.random.Generator, min_side: int, max_side: int) -> tuple
     """Rows and columns: mostly portrait or square, some landscape-ish."""
     shape = _choice(rng, ("portrait", "square", "landscape"), (0.5, 0.3, 0.2))
     long = int(rng.integers(min_side + (max_side - min_side) // 3, max_side + 1))
-    if shape == "square":
-        short = long
-    else:
-        short = int(round(long * rng.uniform(0.78, 0.95)))
+    short = long if shape == "square" else round(long * float(rng.uniform(0.78, 0.95)))
     short = int(np.clip(short, min_side, max_side))
     return (long, short) if shape == "portrait" else (short, long)
 
@@ -274,8 +271,10 @@ def plan_cohort(
     rng_inst = rng_for(seed, "institutions")
     institutions = tuple(make_institutions(rng_inst, 4))
     staff = [
-        [make_person(rng_inst, str(_choice(rng_inst, ("M", "F"), (0.5, 0.5))), doctor=d)
-         for d in (True, True, True, False, False)]
+        [
+            make_person(rng_inst, str(_choice(rng_inst, ("M", "F"), (0.5, 0.5))), doctor=d)
+            for d in (True, True, True, False, False)
+        ]
         for _ in institutions
     ]
     compressed = tuple(s for s in COMPRESSED_SYNTAXES if s in available_syntaxes)
@@ -381,7 +380,7 @@ def _plan_images(
             _choice(
                 rng,
                 (EXPLICIT_VR_LE, IMPLICIT_VR_LE, *compressed),
-                (0.62, 0.08, *([0.30 / len(compressed)] * len(compressed))),
+                (0.62, 0.08, *([0.30 / max(len(compressed), 1)] * len(compressed))),
             )
         )
         voi_ok = slope == 1.0 and intercept >= 0 and bits <= 14
@@ -389,8 +388,9 @@ def _plan_images(
         series_t = t0 + int(rng.integers(60, 600)) + 90 * i
         acq_t = series_t + int(rng.integers(5, 60))
         sop_uid = derive_uid(seed, "sop", subject.index, study.index, i)
+        name = _file_name(seed, subject.index, study.index, counter)
         plan = ImagePlan(
-            relpath=f"{subject.folder}/{study_dir}/{_file_name(seed, subject.index, study.index, counter)}",
+            relpath=f"{subject.folder}/{study_dir}/{name}",
             subject=subject.index,
             study=study.index,
             image=i,
@@ -436,8 +436,12 @@ def _ensure_variety(
 ) -> list[SubjectPlan]:
     """Force the rare DICOM variants onto a few seeded images so that even tiny phantoms hold
     every variant (both photometrics, CR and DX, every codec, slope != 1, all views)."""
-    flat = [(si, ki, ii) for si, s in enumerate(subjects) for ki, st in enumerate(s.studies)
-            for ii, _ in enumerate(st.images)]
+    flat = [
+        (si, ki, ii)
+        for si, s in enumerate(subjects)
+        for ki, st in enumerate(s.studies)
+        for ii, _ in enumerate(st.images)
+    ]
     order = rng_for(seed, "variety").permutation(len(flat))
     overrides: list[dict] = [
         {"photometric": "MONOCHROME1", "sop_class": "CR", "bits_stored": 12},
@@ -445,8 +449,13 @@ def _ensure_variety(
         {"rescale_slope": 0.5, "rescale_intercept": -1024.0, "bits_stored": 14},
         {"rescale_slope": 2.0, "rescale_intercept": 0.0, "bits_stored": 15},
         {"transfer_syntax": IMPLICIT_VR_LE},
-        {"transfer_syntax": EXPLICIT_VR_LE, "window_count": 0, "rescale_slope": 1.0,
-         "rescale_intercept": 0.0, "bits_stored": 12},
+        {
+            "transfer_syntax": EXPLICIT_VR_LE,
+            "window_count": 0,
+            "rescale_slope": 1.0,
+            "rescale_intercept": 0.0,
+            "bits_stored": 12,
+        },
     ] + [{"transfer_syntax": ts} for ts in compressed]
     subjects = list(subjects)
     for n, idx in enumerate(order[: len(overrides)]):
@@ -517,6 +526,7 @@ def _plan_faulty(seed: int, subjects: list[SubjectPlan], min_side: int) -> tuple
     """One file per quarantine class (two non-DICOM files), filed among the good ones."""
     rng = rng_for(seed, "faulty")
     kinds = (*FAULTY_CLASSES, "not_dicom")
+    used = {im.relpath for s in subjects for st in s.studies for im in st.images}
     out = []
     for n, kind in enumerate(kinds):
         s = subjects[int(rng.integers(len(subjects)))]
@@ -527,6 +537,9 @@ def _plan_faulty(seed: int, subjects: list[SubjectPlan], min_side: int) -> tuple
         name = _NAME_STYLES[int(rng.integers(len(_NAME_STYLES)))].format(counter)
         if kind == "not_dicom":
             name = ("Thumbs{:04d}" if n == len(kinds) - 1 else "{:08X}").format(counter)
+        while f"{folder}/{name}" in used:  # astronomically rare, but never overwrite a file
+            name = f"X{name}"
+        used.add(f"{folder}/{name}")
         side = int(np.clip(min_side, 64, 512))
         out.append(
             replace(

@@ -87,8 +87,10 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
 }
 
 _NEGATIONS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
-    (("pneumothorax", "pleural_effusion"), ("No pneumothorax or pleural effusion.",
-                                            "No pleural effusion or pneumothorax.")),
+    (
+        ("pneumothorax", "pleural_effusion"),
+        ("No pneumothorax or pleural effusion.", "No pleural effusion or pneumothorax."),
+    ),
     (("pneumothorax",), ("No pneumothorax.", "There is no pneumothorax.")),
     (("pleural_effusion",), ("No pleural effusion.", "The costophrenic angles are sharp.")),
     (("cardiomegaly",), ("Heart size is normal.", "The cardiac silhouette is not enlarged.")),
