@@ -173,6 +173,61 @@ def compile(
     console.print(str(compile_pipeline(out or COMPILED)))
 
 
+@app.command("split")
+def split_cmd(
+    data_dir: Annotated[Path, typer.Option(help="Dataset directory (with manifest.parquet).")],
+    ratios: Annotated[
+        str, typer.Option(help="train/val/test, e.g. 70/15/15 or 0.6,0.2,0.2.")
+    ] = "70/15/15",
+    seed: Annotated[str, typer.Option(help="Salt of the subject hash.")] = "cxrflow-split-v1",
+    mode: Annotated[str, typer.Option(help="hash, stratified or official.")] = "hash",
+) -> None:
+    """Assign subjects to train/val/test (known subjects never move) and print the report."""
+    from cxrflow.split import SplitConfig, parse_ratios, run_split_stage
+
+    try:
+        config = SplitConfig(ratios=parse_ratios(ratios), seed=seed, mode=mode)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    out = run_split_stage(data_dir, config)
+    console.print(out.report_markdown)
+
+
+data_app = typer.Typer(help="Versioned data (DVC).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("checkout")
+def data_checkout(
+    version: Annotated[str, typer.Argument(help="Data version: the DVC md5 of the directory.")],
+    data_dir: Annotated[Path, typer.Option(help="The DVC-tracked dataset directory.")] = Path(
+        "data"
+    ),
+) -> None:
+    """Restore the dataset directory to an earlier version from the DVC remote."""
+    from cxrflow.versioning import VersioningError, checkout_version
+
+    try:
+        v = checkout_version(Path.cwd(), version, data_dir)
+    except VersioningError as exc:
+        raise typer.BadParameter(str(exc), param_hint="VERSION") from exc
+    console.print(f"{data_dir} is now at data version {v.md5} ({v.files} files)")
+
+
+@data_app.command("history")
+def data_history(
+    data_dir: Annotated[Path, typer.Option(help="The DVC-tracked dataset directory.")] = Path(
+        "data"
+    ),
+) -> None:
+    """Print the chain of data versions from the current one back to the first."""
+    from cxrflow.versioning import dvc_file_for, read_version, version_history
+
+    current = read_version(dvc_file_for(Path.cwd(), data_dir))
+    for i, md5 in enumerate(version_history(Path.cwd(), current.md5)):
+        console.print(("* " if i == 0 else "  ") + md5)
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

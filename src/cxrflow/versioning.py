@@ -9,6 +9,7 @@ KFP is the orchestrator, so plain `.dvc` files are used, never `dvc.yaml` stages
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ import yaml
 log = logging.getLogger(__name__)
 
 DEFAULT_REMOTE_NAME = "local"
+# Written into the data directory before each `dvc add`: every version names its parent, so
+# the history of a dataset can be walked back from any version.
+PARENT_FILE = "version.json"
 
 
 class VersioningError(RuntimeError):
@@ -113,7 +117,13 @@ def commit_version(
         raise VersioningError(f"data directory not found: {data_dir}")
     url = ensure_repo(root, remote_url)
     rel = os.path.relpath(data_dir, root)
+    dvc_file = dvc_file_for(root, data_dir)
+    parent = read_version(dvc_file).md5 if dvc_file.is_file() else None
     with _repo(root) as repo:
+        if parent is not None and not repo.status(targets=[str(dvc_file.relative_to(root))]):
+            log.info("data directory unchanged since version %s", parent[:12])
+            return read_version(dvc_file, remote=url)
+        (data_dir / PARENT_FILE).write_text(json.dumps({"parent_version": parent}, indent=2) + "\n")
         repo.add([rel])
         if push:
             repo.push(targets=[rel])
@@ -143,3 +153,34 @@ def checkout_version(root: Path, md5: str, data_dir: Path) -> DataVersion:
             dvc_file.write_text(original)
             raise VersioningError(f"cannot restore data version {md5}: {exc}") from exc
     return read_version(dvc_file)
+
+
+def _object_path(store: Path, md5: str) -> Path:
+    return store / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def version_history(root: Path, md5: str, remote_dir: Path | None = None) -> list[str]:
+    """The chain of data versions from `md5` back to the first, newest first.
+
+    Reads the version objects from the local DVC cache, or from a local remote directory.
+    """
+    stores = [root / ".dvc" / "cache"] + ([remote_dir] if remote_dir else [])
+    chain: list[str] = []
+    current: str | None = md5.removesuffix(".dir")
+    while current and current not in chain:
+        chain.append(current)
+        listing = next(
+            (p for s in stores if (p := _object_path(s, current + ".dir")).is_file()), None
+        )
+        if listing is None:
+            raise VersioningError(f"data version {current} is in neither the cache nor the remote")
+        entry = next(
+            (e for e in json.loads(listing.read_text()) if e["relpath"] == PARENT_FILE), None
+        )
+        if entry is None:
+            break
+        obj = next((p for s in stores if (p := _object_path(s, entry["md5"])).is_file()), None)
+        if obj is None:
+            raise VersioningError(f"the parent record of version {current} is missing")
+        current = json.loads(obj.read_text()).get("parent_version")
+    return chain

@@ -7,7 +7,7 @@ import pytest
 
 from cxrflow.keys import KEY_FILE_ENV_VAR
 from cxrflow.local_run import LocalSettings, run_pipeline_locally
-from cxrflow.versioning import checkout_version, dvc_file_for, read_version
+from cxrflow.versioning import checkout_version, dvc_file_for, read_version, version_history
 from tests.factory import make_dataset, write
 
 
@@ -59,9 +59,15 @@ def test_local_pipeline_ingests_versions_and_tracks(project):
     write(make_dataset(sop_uid="1.2.840.99999.77.50", PatientID="P9"), inbox / "new" / "IM")
     _run(settings, inbox, data)
     v2 = read_version(dvc_file_for(root, data))
-    assert v2.md5 != v1.md5 and v2.files == v1.files + 2  # one image, one audit-free run record
-    restored = checkout_version(root, v1.md5, data)
-    assert restored.md5 == v1.md5
+    assert v2.md5 != v1.md5 and v2.files == v1.files + 2  # one image, one run record
+    assert version_history(root, v2.md5) == [v2.md5, v1.md5]
     import pandas as pd
 
+    m = pd.read_parquet(data / "manifest.parquet")
+    assert m["split"].notna().all() and m["ingest_run"].nunique() == 2
+    # Nothing new: same data version, no new DVC object.
+    _run(settings, inbox, data)
+    assert read_version(dvc_file_for(root, data)).md5 == v2.md5
+    restored = checkout_version(root, v1.md5, data)
+    assert restored.md5 == v1.md5
     assert len(pd.read_parquet(data / "manifest.parquet")) == 3

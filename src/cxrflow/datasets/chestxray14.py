@@ -81,18 +81,22 @@ def _read_list(path: Path) -> set[str]:
 
 def load_chestxray14(root: Path) -> pd.DataFrame:
     root = Path(root)
-    df = read_csv_checked(locate(root, "Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv"), REQUIRED)
+    df = read_csv_checked(
+        locate(root, "Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv"), REQUIRED
+    )
     idx = df["Image Index"].str.strip()
     stem = idx.str.replace(r"\.png$", "", regex=True)
-    labels = df["Finding Labels"].fillna("").map(
-        lambda s: {p.strip() for p in str(s).split("|") if p.strip()}
+    labels = (
+        df["Finding Labels"]
+        .fillna("")
+        .map(lambda s: {p.strip() for p in str(s).split("|") if p.strip()})
     )
     out = pd.DataFrame(
         {
             "image_id": NAMESPACE + ":" + stem,
-            "subject_id": NAMESPACE + ":" + df["Patient ID"].str.strip().str.lstrip("0").replace(
-                "", "0"
-            ),
+            "subject_id": NAMESPACE
+            + ":"
+            + df["Patient ID"].str.strip().str.lstrip("0").replace("", "0"),
             "study_id": NAMESPACE + ":" + stem,
             "view": df["View Position"].map(normalize_view),
             "sex": df["Patient Gender"].map(normalize_sex),
@@ -106,7 +110,5 @@ def load_chestxray14(root: Path) -> pd.DataFrame:
     nested = _image_dirs(root)
     out["image_path"] = [nested.get(i, f"images/{i}") for i in idx]
     train, test = _read_list(root / "train_val_list.txt"), _read_list(root / "test_list.txt")
-    out["official_split"] = [
-        "train" if i in train else "test" if i in test else None for i in idx
-    ]
+    out["official_split"] = ["train" if i in train else "test" if i in test else None for i in idx]
     return finalize(out, NAME)

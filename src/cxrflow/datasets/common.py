@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from cxrflow.findings import FINDINGS, label_column
+from cxrflow.findings import label_column
 from cxrflow.manifest import MANIFEST_SCHEMA
 
 UncertainPolicy = Literal["null", "negative", "positive"]
@@ -273,19 +273,15 @@ def finalize(
         raise DatasetFormatError(
             f"{name}: duplicate image ids: {', '.join(sorted(dup.unique()[:5]))}"
         )
-    assert set(FINDINGS) == {c.removeprefix("label_") for c in out if c.startswith("label_")}
     return out
 
 
 def _strings(values: pd.Series) -> pd.Series:
     """Python strings or None, as an object column (Arrow string on conversion)."""
     return pd.Series(
-        [None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v)
-         for v in values],
+        [
+            None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v)
+            for v in values
+        ],
         dtype=object,
     )
-
-
-def prefixed(namespace: str, values: pd.Series) -> pd.Series:
-    """`namespace:value` for every value (values are stripped strings)."""
-    return namespace + ":" + values.astype(str).str.strip()

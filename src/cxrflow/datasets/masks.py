@@ -155,7 +155,11 @@ def write_masks(df: pd.DataFrame, root: Path, out_dir: Path) -> pd.DataFrame:
             shape = image_shape(Path(root) / str(row["image_path"]))
         packed = pack(rasterize(spec, shape), shape)
         _, _, local = str(row["image_id"]).partition(":")
-        rel = Path("masks") / _safe(str(row["source_dataset"])) / f"{_safe(local or row['image_id'])}.png"
+        rel = (
+            Path("masks")
+            / _safe(str(row["source_dataset"]))
+            / f"{_safe(local or row['image_id'])}.png"
+        )
         target = Path(out_dir) / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(packed).save(target, format="PNG")

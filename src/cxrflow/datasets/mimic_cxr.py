@@ -41,8 +41,8 @@ from cxrflow.datasets.common import (
     BlankPolicy,
     UncertainPolicy,
     chexpert_columns,
-    find_optional,
     finalize,
+    find_optional,
     locate,
     normalize_sex,
     normalize_view,
@@ -127,9 +127,11 @@ def load_mimic_cxr(
     if "Rows" in df and "Columns" in df:
         out["height"] = pd.to_numeric(df["Rows"], errors="coerce")
         out["width"] = pd.to_numeric(df["Columns"], errors="coerce")
-    dates = pd.to_datetime(df["StudyDate"], format="%Y%m%d", errors="coerce") if (
-        "StudyDate" in df
-    ) else None
+    dates = (
+        pd.to_datetime(df["StudyDate"], format="%Y%m%d", errors="coerce")
+        if ("StudyDate" in df)
+        else None
+    )
     if dates is not None:
         out["study_date"] = dates.dt.strftime("%Y-%m-%d").where(dates.notna(), None)
     # a study without a CheXpert row is not annotated: its labels_other is "" and labels null

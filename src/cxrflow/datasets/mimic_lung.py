@@ -110,8 +110,11 @@ def load_mimic_lung(root: Path, *, min_dice: float | None = None) -> pd.DataFram
     if split_path is not None:
         split = read_csv_checked(split_path, ["dicom_id", "split"])
         split_of = dict(
-            zip(split["dicom_id"].str.strip(), split["split"].str.strip().map(SPLIT_NAMES),
-                strict=True)
+            zip(
+                split["dicom_id"].str.strip(),
+                split["split"].str.strip().map(SPLIT_NAMES),
+                strict=True,
+            )
         )
     graphs = _scene_graphs(root)
 

@@ -111,8 +111,9 @@ def load_padchest(root: Path) -> pd.DataFrame:
             "image_id": NAMESPACE + ":" + image.str.replace(r"\.png$", "", regex=True),
             "subject_id": NAMESPACE + ":" + df["PatientID"].str.strip(),
             "study_id": NAMESPACE + ":" + df["StudyID"].str.strip(),
-            "view": [_view(p, v) for p, v in zip(df["Projection"], df["ViewPosition_DICOM"],
-                                                  strict=True)],
+            "view": [
+                _view(p, v) for p, v in zip(df["Projection"], df["ViewPosition_DICOM"], strict=True)
+            ],
             "image_path": df["ImageDir"].str.strip().str.replace(r"\.0$", "", regex=True)
             + "/"
             + image,
@@ -126,9 +127,9 @@ def load_padchest(root: Path) -> pd.DataFrame:
         if finding not in MAPPED:
             continue
         out[label_column(finding)] = terms.map(
-            lambda t, f=finding: pd.NA
-            if t is None
-            else int(any(TERM_TO_FINDING.get(x) == f for x in t))
+            lambda t, f=finding: (
+                pd.NA if t is None else int(any(TERM_TO_FINDING.get(x) == f for x in t))
+            )
         ).astype("Int8")
     birth = pd.to_numeric(df["PatientBirth"], errors="coerce")
     if "StudyDate_DICOM" in df:

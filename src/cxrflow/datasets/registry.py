@@ -43,7 +43,9 @@ class Adapter:
 ADAPTERS: dict[str, Adapter] = {
     a.name: a
     for a in (
-        Adapter("mimic_cxr", load_mimic_cxr, "mimic", False, "MIMIC-CXR-JPG, reports, CheXpert labels"),
+        Adapter(
+            "mimic_cxr", load_mimic_cxr, "mimic", False, "MIMIC-CXR-JPG, reports, CheXpert labels"
+        ),
         Adapter("chexpert", load_chexpert, "chexpert", False, "CheXpert v1.0 train/valid"),
         Adapter("chestxray14", load_chestxray14, "cxr14", False, "NIH ChestX-ray14"),
         Adapter("padchest", load_padchest, "padchest", False, "PadChest (BIMCV)"),

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import re
 
-_HEADER = re.compile(r"^[ \t]*([A-Z][A-Z /&()\-]{2,60}):", re.MULTILINE)
+_KNOWN = (
+    "FINDINGS AND IMPRESSION|FINDINGS|FINDING|IMPRESSION|CONCLUSION|CONCLUSIONS|OPINION|COMMENT"
+    "|RECOMMENDATION\\(S\\)|RECOMMENDATIONS|RECOMMENDATION|NOTIFICATION|COMPARISON|INDICATION"
+    "|HISTORY|CLINICAL HISTORY|TECHNIQUE|EXAMINATION"
+)
+_HEADER = re.compile(rf"^[ \t]*([A-Z][A-Z /&()\-]{{2,60}}):|(?<!\S)({_KNOWN}):", re.MULTILINE)
 _FINDINGS = {"FINDINGS", "FINDINGS AND IMPRESSION", "FINDING"}
 
 
@@ -21,7 +26,7 @@ def extract_findings(report: str | None) -> str | None:
         return None
     headers = list(_HEADER.finditer(report))
     for i, h in enumerate(headers):
-        if h.group(1).strip() in _FINDINGS:
+        if (h.group(1) or h.group(2)).strip() in _FINDINGS:
             end = headers[i + 1].start() if i + 1 < len(headers) else len(report)
             text = " ".join(report[h.end() : end].split())
             return text or None

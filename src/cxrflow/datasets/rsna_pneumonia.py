@@ -54,9 +54,12 @@ def load_rsna_pneumonia(root: Path) -> pd.DataFrame:
         raise DatasetFormatError(f"{LABELS}: Target must be 0 or 1")
     labels["Target"] = target.astype(int)
     per_image = labels.groupby("patientId", sort=True)["Target"].max()
-    klass = classes.assign(patientId=classes["patientId"].str.strip()).drop_duplicates(
-        "patientId"
-    ).set_index("patientId")["class"].str.strip()
+    klass = (
+        classes.assign(patientId=classes["patientId"].str.strip())
+        .drop_duplicates("patientId")
+        .set_index("patientId")["class"]
+        .str.strip()
+    )
 
     boxes: dict[str, list[dict[str, object]]] = {}
     for row in labels[labels["Target"] == 1].itertuples(index=False):

@@ -13,8 +13,9 @@ kept). Official split: train (196 images) / val (49; the RAD-DINO paper uses it 
 
 Masks: every rib polygon goes into the `ribs` structure (the union of the 20 ribs; the single
 rib labels with a polygon are listed in the extra column `ribs_annotated`, e.g. "L1;...;R10";
-a per-rib task can read the polygons from the JSON). Decode with `cxrflow.datasets.masks.write_masks`; the size is read
-from the image header. Labels: none annotated (all null).
+a per-rib task can read the polygons from the JSON). Decode with
+`cxrflow.datasets.masks.write_masks`; the size is read from the image header.
+Labels: none annotated (all null).
 
 No patient ids are published: each image is its own subject (`vindr_rib:<file stem>`). The
 images are thought to come from the VinDr-CXR collection but cannot be linked to it.
@@ -69,7 +70,9 @@ def load_vindr_ribcxr(root: Path) -> pd.DataFrame:
             raise DatasetFormatError(f"{path.name} ({path}) has no 'img' key")
         missing = [r for r in RIBS if r not in data]
         if missing:
-            raise DatasetFormatError(f"{path.name} ({path}) is missing rib keys: {', '.join(missing)}")
+            raise DatasetFormatError(
+                f"{path.name} ({path}) is missing rib keys: {', '.join(missing)}"
+            )
         for key, rel in data["img"].items():
             rel_path = PurePosixPath(str(rel).replace("\\", "/"))
             polygons = {}

@@ -1,10 +1,12 @@
 """Shifting DICOM DA, DT and TM values by one keyed offset per patient.
 
 The option Retain Longitudinal Temporal Information with Modified Dates keeps intervals
-between events while hiding when they happened. Each patient gets one offset of whole days
-plus seconds; a date that has a time partner in the same dataset (StudyDate with StudyTime,
-...) is shifted with it as one datetime, so intervals between datetimes are exact. A lone date
-shifts by the whole-day part; a lone time by the seconds part (modulo a day).
+between events while hiding when they happened. Each patient gets one offset: whole days for
+dates, plus seconds for times of day. Dates move by the days only, so the number of days
+between any two dates (the interval longitudinal studies measure) is exact. Times move by the
+seconds modulo one day, without carrying into the date: a date never depends on its time, so
+StudyDate, StudyTime and a DT built from them stay consistent with each other. The cost,
+stated plainly: two times of one day whose shifted values straddle midnight swap order.
 
 Values in the wild are messy: partial dates (`2019`, `201903`), legacy `YYYY.MM.DD` and
 `HH:MM:SS`, DT with a UTC offset, and garbage. Partial values shift at their precision;
@@ -28,10 +30,6 @@ class DateShift:
 
     days: int
     seconds: int
-
-    @property
-    def delta(self) -> timedelta:
-        return timedelta(days=self.days, seconds=self.seconds)
 
 
 def shift_date(value: str, shift: DateShift) -> str | None:
@@ -83,24 +81,6 @@ def shift_time(value: str, shift: DateShift) -> str | None:
     return _format_tm(base + timedelta(seconds=shift.seconds), precision, frac)
 
 
-def shift_date_time_pair(date: str, time: str, shift: DateShift) -> tuple[str, str] | None:
-    """Shift a DA and its TM partner together as one datetime; None if either is garbage."""
-    m = _DA.match(date.strip())
-    parts = _tm_parts(time)
-    if not m or m.group(3) is None or parts is None:
-        return None
-    hh, mm, ss, frac = parts
-    precision = 1 + (mm is not None) + (ss is not None)
-    try:
-        base = datetime(
-            int(m.group(1)), int(m.group(2)), int(m.group(3)), hh, mm or 0, min(ss or 0, 59)
-        )
-    except ValueError:
-        return None
-    shifted = base + shift.delta
-    return shifted.strftime("%Y%m%d"), _format_tm(shifted, precision, frac)
-
-
 def shift_datetime(value: str, shift: DateShift) -> str | None:
     """Shift a DT value at its own precision, keeping any UTC offset suffix."""
     m = _DT.match(value.strip())
@@ -120,8 +100,12 @@ def shift_datetime(value: str, shift: DateShift) -> str | None:
     except ValueError:
         return None
     # Without a time component only whole days move, as for a lone DA.
-    shifted = base + (timedelta(days=shift.days) if len(present) <= 3 else shift.delta)
-    full = shifted.strftime("%Y%m%d%H%M%S")
+    day = base.replace(hour=0, minute=0, second=0) + timedelta(days=shift.days)
+    if len(present) <= 3:
+        full = day.strftime("%Y%m%d") + "000000"
+    else:
+        time = base + timedelta(seconds=shift.seconds)  # the time wraps; the date never carries
+        full = day.strftime("%Y%m%d") + time.strftime("%H%M%S")
     lengths = [4, 6, 8, 10, 12, 14]
     out = full[: lengths[len(present) - 1]]
     return out + (frac if len(present) == 6 else "") + tz

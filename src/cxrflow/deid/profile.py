@@ -33,7 +33,6 @@ from cxrflow import __version__
 from cxrflow.deid.dates import (
     DateShift,
     shift_date,
-    shift_date_time_pair,
     shift_datetime,
     shift_time,
 )
@@ -233,9 +232,8 @@ class Deidentifier:
     def _walk(
         self, ds: Dataset, path: str, shift: DateShift, scrub: TextScrubber, report: DeidReport
     ) -> None:
-        paired = self._shift_date_time_pairs(ds, path, shift, report)
         for tag in list(ds.keys()):
-            if tag in paired or tag in _DEID_TAGS:
+            if tag in _DEID_TAGS:
                 continue
             elem = ds[tag]
             where = f"{path}{_name(elem)}"
@@ -352,36 +350,6 @@ class Deidentifier:
             report.emptied.append(where)
         else:
             report.shifted.append(where)
-
-    def _shift_date_time_pairs(
-        self, ds: Dataset, path: str, shift: DateShift, report: DeidReport
-    ) -> set[BaseTag]:
-        """Shift each XxxDate with its XxxTime partner as one datetime; return their tags."""
-        if not self.options.retain_longitudinal_modified_dates:
-            return set()
-        done: set[BaseTag] = set()
-        for tag in list(ds.keys()):
-            elem = ds[tag]
-            if elem.VR != "DA" or not elem.keyword.endswith("Date") or tag.is_private:
-                continue
-            partner_kw = elem.keyword[: -len("Date")] + "Time"
-            partner = ds.data_element(partner_kw) if partner_kw in ds else None
-            if partner is None or partner.VR != "TM" or elem.VM != 1 or partner.VM != 1:
-                continue
-            if not elem.value or not partner.value:
-                continue
-            for t in (tag, partner.tag):
-                rule = self.table.rule_for(int(t))
-                if rule and rule.action(self._enabled) is Action.REMOVE:
-                    break
-            else:
-                pair = shift_date_time_pair(str(elem.value), str(partner.value), shift)
-                if pair is None:
-                    continue
-                elem.value, partner.value = pair
-                report.shifted.extend([f"{path}{elem.keyword}", f"{path}{partner.keyword}"])
-                done.update({tag, partner.tag})
-        return done
 
 
 def _iter_elements(ds: Dataset) -> Iterator[DataElement]:

@@ -11,6 +11,14 @@ from pydicom.dataset import Dataset
 from cxrflow.ingest.config import ScopeRules
 
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+# Raw detector data: Digital X-Ray / Mammography / Intra-oral Image Storage - For Processing.
+FOR_PROCESSING_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.1.1.1",
+        "1.2.840.10008.5.1.4.1.1.1.2.1",
+        "1.2.840.10008.5.1.4.1.1.1.3.1",
+    }
+)
 
 
 def out_of_scope_reason(ds: Dataset, rules: ScopeRules) -> tuple[str, str] | None:
@@ -22,14 +30,14 @@ def out_of_scope_reason(ds: Dataset, rules: ScopeRules) -> tuple[str, str] | Non
     image_type = [str(v).strip().upper() for v in (ds.get("ImageType") or [])]
     if rules.refuse_secondary and len(image_type) > 1 and image_type[1] == "SECONDARY":
         return "secondary_capture", "ImageType value 2 is SECONDARY"
+    if rules.refuse_for_processing:
+        intent = str(ds.get("PresentationIntentType", "")).strip().upper()
+        if intent == "FOR PROCESSING" or sop_class in FOR_PROCESSING_SOP_CLASSES:
+            return "for_processing", "a FOR PROCESSING image (raw detector data)"
     if sop_class not in rules.sop_classes:
         return "sop_class", f"SOP class {sop_class or 'absent'} is not accepted"
     if modality not in rules.modalities:
         return "modality", f"Modality {modality or 'absent'} is not accepted"
-    if rules.refuse_for_processing:
-        intent = str(ds.get("PresentationIntentType", "")).strip().upper()
-        if intent == "FOR PROCESSING":
-            return "for_processing", "PresentationIntentType is FOR PROCESSING (raw detector data)"
     burned = ds.get("BurnedInAnnotation")
     if rules.refuse_burned_in_annotation:
         if burned is not None and str(burned).strip().upper() == "YES":

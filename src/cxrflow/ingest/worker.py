@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,9 @@ class FileProcessor:
         # must not reach a log. Malformed values are handled by the de-identifier instead.
         pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
         pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+        # Unknown private tags read as UN are expected (they are removed); don't flood the log.
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")
 
     def __call__(self, task: Task) -> Outcome:
         data = task.path.read_bytes()
@@ -100,11 +105,11 @@ class FileProcessor:
     # ----------------------------------------------------------------------------------------
     def _process(self, task: Task, data: bytes, digest: str) -> Outcome:
         ds = _parse(data)
+        if "PixelData" not in ds:
+            raise Quarantine("no_pixel_data", "no PixelData element")
         reason = out_of_scope_reason(ds, self.config.rules)
         if reason is not None:
             raise Quarantine(*reason)
-        if "PixelData" not in ds:
-            raise Quarantine("no_pixel_data", "no PixelData element")
         patient_id = str(ds.get("PatientID", "") or "").strip()
         sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
         study_uid = str(ds.get("StudyInstanceUID", "") or "").strip()
