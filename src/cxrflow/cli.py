@@ -229,6 +229,21 @@ def data_history(
 
 
 @app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+) -> None:
+    """Serve the MLflow UI on the local tracking store (MLFLOW_TRACKING_URI or ./mlflow.db)."""
+    import os
+    import subprocess
+    import sys
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    console.print(f"MLflow UI for {uri} on http://127.0.0.1:{port}")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    subprocess.run([*cmd, "--host", "127.0.0.1", "--port", str(port)], check=False)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     from cxrflow import __version__

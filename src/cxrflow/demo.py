@@ -93,6 +93,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, ob
     )
     summary = collect_summary(config, settings)
     print_summary(summary, console)
+    print_split_table(config.data_dir, console)
     return summary
 
 
@@ -140,6 +141,24 @@ def collect_summary(config: DemoConfig, settings: LocalSettings) -> dict[str, ob
     }
 
 
+def print_split_table(data_dir: Path, console: Console) -> None:
+    """Subjects, images and label prevalence per split."""
+    from cxrflow.findings import FINDINGS
+    from cxrflow.manifest import MANIFEST_FILE, read_manifest
+    from cxrflow.split.report import split_report
+
+    report = split_report(read_manifest(data_dir / MANIFEST_FILE))
+    table = Table(title="split by subject (prevalence = positives / annotated images)")
+    table.add_column("")
+    for split in report.index:
+        table.add_column(str(split), justify="right")
+    table.add_row("subjects", *(str(int(v)) for v in report["subjects"]))
+    table.add_row("images", *(str(int(v)) for v in report["images"]))
+    for f in FINDINGS:
+        table.add_row(f.replace("_", " "), *(f"{v:.3f}" for v in report[f"{f}_prevalence"]))
+    console.print(table)
+
+
 def print_summary(summary: dict[str, object], console: Console) -> None:
     table = Table(title=f"cxrflow demo: pipeline run {summary['pipeline_run']}")
     table.add_column("what")
@@ -160,6 +179,4 @@ def print_summary(summary: dict[str, object], console: Console) -> None:
         table.add_row(f"MLflow run: {stage}", run_id)
     table.add_row("MLflow store", str(summary["mlflow_tracking_uri"]))
     console.print(table)
-    console.print(
-        "Browse the runs with: cxrflow ui   (or: mlflow ui --backend-store-uri sqlite:///mlflow.db)"
-    )
+    console.print("Browse the runs with: cxrflow ui")

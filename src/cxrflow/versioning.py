@@ -71,14 +71,15 @@ def ensure_repo(root: Path, remote_url: str | None = None) -> str:
             name = core.get("remote")
             if name:
                 return str(repo.config["remote"][name]["url"])
-    # The default remote is written relative to .dvc/ so that the committed config holds no
-    # machine-specific path; DVC resolves relative local remotes from the config's folder.
-    url = remote_url or os.path.join("..", ".cxrflow", "dvc-remote")
+    url = remote_url or str(root / ".cxrflow" / "dvc-remote")
+    stored = url
     if "://" not in url:
-        local = Path(url) if os.path.isabs(url) else root / ".dvc" / url
-        local.mkdir(parents=True, exist_ok=True)
+        Path(url).mkdir(parents=True, exist_ok=True)
+        # Like `dvc remote add`, DVC reads a relative local path against the working directory
+        # and stores it relative to .dvc/: the committed config then holds no machine path.
+        stored = os.path.relpath(url, Path.cwd())
     with _repo(root) as repo, repo.config.edit() as conf:
-        conf.setdefault("remote", {})[DEFAULT_REMOTE_NAME] = {"url": url}
+        conf.setdefault("remote", {})[DEFAULT_REMOTE_NAME] = {"url": stored}
         conf.setdefault("core", {})["remote"] = DEFAULT_REMOTE_NAME
     return url
 
@@ -112,6 +113,7 @@ def commit_version(
 ) -> DataVersion:
     """Record the current content of `data_dir` as a data version and push it to the remote."""
     root = root.resolve()
+    logging.getLogger("dvc").setLevel(logging.WARNING)  # its git hints are for people, not logs
     data_dir = data_dir if data_dir.is_absolute() else root / data_dir
     if not data_dir.is_dir():
         raise VersioningError(f"data directory not found: {data_dir}")
