@@ -49,7 +49,10 @@ ImageLike = Image.Image | torch.Tensor | np.ndarray
 
 
 def to_gray_float(image: ImageLike) -> torch.Tensor:
-    """A (1, H, W) float32 image in [0, 1] from PIL (L, I;16, I, F, RGB), array or tensor."""
+    """A (1, H, W) float32 image in [0, 1] from PIL (L, I;16, I, F, RGB), array or tensor.
+
+    Integer modes I/I;16 and uint16/int tensors are read as full-range 16-bit (/ 65535).
+    """
     if isinstance(image, Image.Image):
         if image.mode in ("I;16", "I;16B", "I;16L", "I"):
             array = np.asarray(image, dtype=np.float32) / 65535.0  # 16-bit PNG/DICOM exports
