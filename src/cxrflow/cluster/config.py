@@ -122,7 +122,10 @@ class JobStorage:
     def volumes(self) -> list[dict[str, Any]]:
         """Pod volumes."""
         return [
-            {"name": "data", "persistentVolumeClaim": {"claimName": self.data_pvc, "readOnly": True}},
+            {
+                "name": "data",
+                "persistentVolumeClaim": {"claimName": self.data_pvc, "readOnly": True},
+            },
             {"name": "checkpoints", "persistentVolumeClaim": {"claimName": self.checkpoint_pvc}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": self.shm_size}},
         ]

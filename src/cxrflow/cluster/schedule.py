@@ -69,7 +69,7 @@ class RecurringRunSpec:
     def create_recurring_run_kwargs(
         self, experiment_id: str, pipeline_id: str, version_id: str
     ) -> dict[str, Any]:
-        """Keyword arguments for `kfp.Client().create_recurring_run`, bound to a pipeline version."""
+        """Keyword arguments of `kfp.Client().create_recurring_run`, bound to a pipeline version."""
         kwargs: dict[str, Any] = {
             "experiment_id": experiment_id,
             "job_name": self.name,

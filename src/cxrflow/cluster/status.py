@@ -41,7 +41,9 @@ def _true_conditions(status: Mapping[str, Any] | None) -> dict[str, Mapping[str,
 def _state(phase: JobPhase, condition: Mapping[str, Any] | None, default: str) -> JobState:
     """A JobState carrying a condition's reason and message."""
     condition = condition or {}
-    return JobState(phase, str(condition.get("reason") or default), str(condition.get("message") or ""))
+    return JobState(
+        phase, str(condition.get("reason") or default), str(condition.get("message") or "")
+    )
 
 
 def trainjob_state(status: Mapping[str, Any] | None) -> JobState:
@@ -79,7 +81,7 @@ def pytorchjob_state(status: Mapping[str, Any] | None) -> JobState:
 
 
 def job_state(job: Mapping[str, Any]) -> JobState:
-    """The state of a TrainJob or PyTorchJob object, as `get_namespaced_custom_object` returns it."""
+    """The state of a TrainJob or PyTorchJob as `get_namespaced_custom_object` returns it."""
     kind = job.get("kind")
     if kind == "TrainJob":
         return trainjob_state(job.get("status"))

@@ -44,9 +44,7 @@ def _pod_spec_patch(cfg: DistributedJobConfig, override_api: str) -> dict[str, A
         "nodeSelector": cfg.gpu_pool.node_selector(),
         "tolerations": cfg.gpu_pool.tolerations(),
         "volumes": cfg.storage.volumes(),
-        "containers": [
-            {"name": TRAINER_CONTAINER, "volumeMounts": cfg.storage.volume_mounts()}
-        ],
+        "containers": [{"name": TRAINER_CONTAINER, "volumeMounts": cfg.storage.volume_mounts()}],
     }
     if override_api == "runtimePatches":
         spec["securityContext"] = pod_security_context()
@@ -59,9 +57,7 @@ def _pod_spec_patch(cfg: DistributedJobConfig, override_api: str) -> dict[str, A
 def _runtime_patches(cfg: DistributedJobConfig, runtime: str) -> list[dict[str, Any]]:
     """Trainer >= 2.3: one patch entry owned by cxrflow, per replicated job."""
     pod = {"metadata": {"labels": cfg.pod_labels()}, "spec": _pod_spec_patch(cfg, "runtimePatches")}
-    jobs = [
-        {"name": job, "template": {"spec": {"template": pod}}} for job in target_jobs(runtime)
-    ]
+    jobs = [{"name": job, "template": {"spec": {"template": pod}}} for job in target_jobs(runtime)]
     return [
         {
             "manager": PATCH_MANAGER,

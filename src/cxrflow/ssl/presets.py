@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
-from cxrflow.models.config import ViTConfig, named_vit_config
+from cxrflow.models.config import ViTConfig
 
 Centering = Literal["centering", "sinkhorn_knopp"]
 
@@ -76,7 +76,9 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         def refuse(name: str, why: str) -> None:
-            raise ValueError(f"invalid pre-training parameter {name}={getattr(self, name)!r}: {why}")
+            raise ValueError(
+                f"invalid pre-training parameter {name}={getattr(self, name)!r}: {why}"
+            )
 
         for name in ("image_size", "global_size", "local_size"):
             if getattr(self, name) % self.patch_size:
@@ -97,12 +99,15 @@ class PretrainConfig:
             refuse("mask_ratio", "must be (min, max) within [0, 1]")
         if self.amp not in ("auto", "bf16", "off"):
             refuse("amp", "must be 'auto', 'bf16' or 'off'")
-        named_vit_config(self.model)  # raises on an unknown model name
+        try:
+            self.vit_config()
+        except (KeyError, ValueError) as exc:
+            refuse("model", str(exc))
 
     def vit_config(self) -> ViTConfig:
         """The backbone's configuration."""
-        return replace(
-            named_vit_config(self.model),
+        return ViTConfig.named(
+            self.model,
             img_size=self.image_size,
             patch_size=self.patch_size,
             num_register_tokens=self.num_register_tokens,
