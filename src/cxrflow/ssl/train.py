@@ -160,14 +160,24 @@ def _step_masks(
 
 
 def _all_reduce_gradients(model: SSLMetaArch, world_size: int) -> None:
-    grads = [p.grad for p in model.student.parameters() if p.grad is not None]
-    if world_size == 1 or not grads:
+    """Average the student's gradients over ranks, as one process would have computed them.
+
+    A parameter can have a gradient on one rank and none on another (the mask token when a
+    rank's slice holds no masked image): every rank sends a buffer of the same layout, with
+    zeros and a presence flag, and a parameter no rank touched keeps no gradient (so AdamW
+    skips it, exactly as in a single process).
+    """
+    if world_size == 1:
         return
-    flat = torch._utils._flatten_dense_tensors(grads)
+    params = [p for p in model.student.parameters() if p.requires_grad]
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    present = torch.tensor([float(p.grad is not None) for p in params], device=grads[0].device)
+    flat = torch.cat([torch._utils._flatten_dense_tensors(grads), present])
     dist.all_reduce(flat)
-    flat /= world_size
-    for g, synced in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads), strict=True):
-        g.copy_(synced)
+    n = flat.numel() - len(params)
+    synced = torch._utils._unflatten_dense_tensors(flat[:n] / world_size, grads)
+    for p, g, flag in zip(params, synced, flat[n:].tolist(), strict=True):
+        p.grad = g.clone() if flag > 0 else None
 
 
 def _autocast(cfg: PretrainConfig, device: torch.device):
