@@ -1,0 +1,106 @@
+"""The stage end to end on the phantom: tables, MLflow metrics/artefacts, registered heads."""
+
+import logging
+
+import pytest
+import torch
+
+from cxrflow.heads import run_heads_stage
+from cxrflow.heads.config import (
+    ClassificationConfig,
+    DemographicsConfig,
+    SegmentationConfig,
+    preset,
+)
+from cxrflow.heads.data import ImageDataset, split_frame
+from cxrflow.heads.features import FeatureCache, extract_features
+from cxrflow.models import load_encoder
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
+def test_stage_logs_tables_metrics_and_registers_heads(
+    dataset_dir, encoder_dir, tmp_path, mlflow_uri
+):
+    import mlflow
+    from mlflow import MlflowClient
+
+    tiny = preset("tiny")
+    config = tiny.replace(
+        classification=ClassificationConfig(
+            lr=tiny.classification.lr, epochs=10, repeats=2, features="cls+mean_patch"
+        ),
+        segmentation=SegmentationConfig(
+            decoders=("linear",), structures=("left_lung", "right_lung"), epochs=2, batch_size=8
+        ),
+        demographics=DemographicsConfig(targets=("sex", "age"), folds=3),
+    )
+    out = run_heads_stage(
+        dataset_dir,
+        encoder_dir,
+        data_version="md5-abc",
+        encoder_version="enc-3",
+        config=config,
+        out_dir=tmp_path / "out",
+        pipeline_run="run-1",
+        markdown_out=tmp_path / "heads.md",
+    )
+    md = (tmp_path / "heads.md").read_text()
+    assert "| **macro** |" in md and "| linear |" in md and "| sex |" in md
+    run = mlflow.get_run(out.mlflow_run_id)
+    assert run.data.tags["cxrflow.data_version"] == "md5-abc"
+    assert run.data.tags["cxrflow.encoder_version"] == "enc-3"
+    assert "cls.auprc.macro" in run.data.metrics
+    assert "seg.linear.dice.left_lung" in run.data.metrics
+    assert "demo.accuracy.sex" in run.data.metrics
+    artifacts = {a.path for a in MlflowClient().list_artifacts(out.mlflow_run_id, "heads")}
+    assert "heads/classification_pr_curves.png" in artifacts
+    assert "heads/segmentation_linear_overlays.png" in artifacts
+    names = {
+        "cxrflow-head-classification",
+        "cxrflow-head-segmentation-linear",
+        "cxrflow-head-demographics-sex",
+        "cxrflow-head-demographics-age",
+    }
+    assert set(out.registered) == names
+    client = MlflowClient()
+    version = client.get_model_version(
+        "cxrflow-head-classification", out.registered["cxrflow-head-classification"]
+    )
+    assert version.tags["cxrflow.encoder_version"] == "enc-3"
+    assert version.tags["cxrflow.data_version"] == "md5-abc"
+    model = mlflow.pytorch.load_model(
+        f"models:/cxrflow-head-segmentation-linear/{out.registered['cxrflow-head-segmentation-linear']}"
+    )
+    assert model(torch.zeros(1, 4, 192, 8, 8)).shape == (1, 2, 112, 112)
+
+
+def test_feature_cache_is_reused(dataset_dir, encoder_dir, manifest, tmp_path, monkeypatch, caplog):
+    encoder, prep = load_encoder(encoder_dir)
+    ds = ImageDataset(dataset_dir, split_frame(manifest, "test"), prep)
+    cache = FeatureCache(tmp_path / "cache")
+    key = cache.key("enc", "data", prep.image_size, "crop")
+    first = cache.get(key, encoder, ds)
+    calls = []
+    monkeypatch.setattr(
+        "cxrflow.heads.features.extract_features", lambda *a, **k: calls.append(1) or {}
+    )
+    with caplog.at_level(logging.INFO):
+        again = cache.get(key, encoder, ds)
+    assert not calls and "cache hit" in caplog.text
+    for k in first:
+        assert (first[k] == again[k]).all()
+    assert cache.key("enc2", "data", prep.image_size, "crop") != key
+    assert cache.key("enc", "data", prep.image_size, "crop", (0, 1, 2, 3)) != key
+    monkeypatch.undo()
+    fresh = extract_features(encoder, ds)
+    assert (fresh["cls"] == first["cls"]).all()
