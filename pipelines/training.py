@@ -5,7 +5,9 @@ from pathlib import Path
 from kfp import compiler, dsl
 
 from components.data_version import version_data
+from components.heads import heads
 from components.ingest import ingest
+from components.pretrain import pretrain
 from components.split import split
 
 PIPELINE_NAME = "cxrflow-training"
@@ -31,6 +33,13 @@ def training_pipeline(
     split_seed: str = "cxrflow-split-v1",
     split_mode: str = "hash",
     dvc_remote: str = "",
+    runs_dir: str = ".cxrflow/runs",
+    pretrain_preset: str = "tiny",
+    pretrain_steps: int = 0,
+    pretrain_batch_size: int = 0,
+    pretrain_seed: int = 0,
+    init_from: str = "",
+    heads_preset: str = "tiny",
 ) -> None:
     """Every knob is a typed pipeline parameter, so the Kubeflow UI run form can set it."""
     ingest_task = ingest(
@@ -73,6 +82,33 @@ def training_pipeline(
     )
     version_task.set_caching_options(False)
     version_task.set_display_name("version data (DVC)")
+
+    # Data-dependent from here on: the data version is an input, so KFP's cache key changes
+    # exactly when the data does.
+    pretrain_task = pretrain(
+        data_dir=data_dir,
+        data_version=version_task.outputs["data_version"],
+        runs_dir=runs_dir,
+        preset=pretrain_preset,
+        steps=pretrain_steps,
+        batch_size=pretrain_batch_size,
+        seed=pretrain_seed,
+        init_from=init_from,
+        dvc_remote=version_task.outputs["dvc_remote"],
+        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    )
+    pretrain_task.set_display_name("DINOv2 continual pre-training")
+
+    heads_task = heads(
+        data_dir=data_dir,
+        data_version=version_task.outputs["data_version"],
+        encoder_dir=pretrain_task.outputs["encoder_dir"],
+        encoder_version=pretrain_task.outputs["encoder_version"],
+        runs_dir=runs_dir,
+        preset=heads_preset,
+        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    )
+    heads_task.set_display_name("heads: probes, segmentation, demographics")
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

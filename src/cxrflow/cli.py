@@ -228,6 +228,74 @@ def data_history(
         console.print(("* " if i == 0 else "  ") + md5)
 
 
+@app.command("pretrain")
+def pretrain_cmd(
+    data_dir: Annotated[Path, typer.Option(help="Dataset directory with a split manifest.")],
+    out_dir: Annotated[
+        Path, typer.Option(help="Run directory: checkpoints and the exported encoder.")
+    ],
+    preset: Annotated[str, typer.Option(help="tiny or paper.")] = "tiny",
+    steps: Annotated[int, typer.Option(min=0, help="Override the preset's steps (0: keep).")] = 0,
+    batch_size: Annotated[
+        int, typer.Option(min=0, help="Global batch (0: keep the preset's).")
+    ] = 0,
+    init_from: Annotated[
+        Path | None, typer.Option(help="Local HF DINOv2 directory to start from.")
+    ] = None,
+    data_version: Annotated[str, typer.Option(help="Data version (DVC md5) for lineage.")] = "",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """DINOv2 continual pre-training; runs unchanged under `torchrun` (one process per GPU)."""
+    import os
+
+    from cxrflow.ssl.presets import preset as named_preset
+    from cxrflow.ssl.train import pretrain
+    from cxrflow.stages.pretrain import run_pretrain_stage
+
+    changes = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v}
+    try:
+        config = named_preset(preset, seed=seed, **changes)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if int(os.environ.get("RANK", "0")) > 0:  # workers train; rank 0 also logs and exports
+        pretrain(config, data_dir, out_dir, init_from=init_from, progress=False)
+        return
+    out = run_pretrain_stage(
+        data_dir, out_dir, config, data_version=data_version, init_from=init_from
+    )
+    console.print(f"encoder: {out.encoder_dir} (registered version {out.encoder_version})")
+
+
+@app.command("heads")
+def heads_cmd(
+    data_dir: Annotated[Path, typer.Option(help="Dataset directory with a split manifest.")],
+    encoder_dir: Annotated[
+        Path, typer.Option(help="HF DINOv2 directory (the pre-training export).")
+    ],
+    out_dir: Annotated[Path, typer.Option(help="Where heads, plots and tables go.")],
+    preset: Annotated[str, typer.Option(help="tiny or paper.")] = "tiny",
+    data_version: Annotated[str, typer.Option(help="Data version (DVC md5) for lineage.")] = "",
+    encoder_version: Annotated[str, typer.Option(help="Registered encoder version.")] = "",
+) -> None:
+    """Train classification probes, segmentation decoders and demographics probes; print tables."""
+    from cxrflow.heads.config import preset as heads_preset
+    from cxrflow.heads.stage import run_heads_stage
+
+    try:
+        config = heads_preset(preset)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--preset") from exc
+    out = run_heads_stage(
+        data_dir,
+        encoder_dir,
+        data_version=data_version,
+        encoder_version=encoder_version,
+        config=config,
+        out_dir=out_dir,
+    )
+    console.print(out.result.markdown)
+
+
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,

@@ -49,6 +49,10 @@ def run_pipeline_locally(settings: LocalSettings, params: dict[str, Any]) -> Non
         pipeline_root=str(settings.pipeline_root),
         raise_on_error=True,
     )
-    params = {"repo_root": str(settings.repo_root), **params}
+    params = {
+        "repo_root": str(settings.repo_root),
+        "runs_dir": str(settings.repo_root / ".cxrflow" / "runs"),
+        **params,
+    }
     log.info("running pipeline locally (pipeline root %s)", settings.pipeline_root)
     training_pipeline(**params)

@@ -70,3 +70,45 @@ def log_dataset_version(manifest_path: Path, md5: str, remote: str, name: str = 
     dataset = mlflow.data.from_pandas(df, source=remote, digest=md5[:36], name=name)
     mlflow.log_input(dataset, context="training")
     mlflow.set_tag(TAG_DATA_VERSION, md5)
+
+
+TAG_PIPELINE_PARAMS = "cxrflow.pipeline_params_digest"
+TAG_GIT_COMMIT = "cxrflow.git_commit"
+TAG_ENCODER_VERSION = "cxrflow.encoder_version"
+
+
+def git_commit() -> str:
+    """The code's commit: $CXRFLOW_GIT_COMMIT (set in images), else `git rev-parse HEAD`."""
+    import subprocess
+
+    env = os.environ.get("CXRFLOW_GIT_COMMIT")
+    if env:
+        return env
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def params_digest(params: dict[str, Any]) -> str:
+    """A short digest of a parameter set (stable key order)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def register_model_version(model_uri: str, name: str, tags: dict[str, str]) -> str:
+    """Register `model_uri` as a new version of `name` with `tags`; returns the version."""
+    import mlflow
+
+    mv = mlflow.register_model(model_uri, name, tags=tags)
+    return str(mv.version)

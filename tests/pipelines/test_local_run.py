@@ -7,6 +7,7 @@ import pytest
 
 from cxrflow.keys import KEY_FILE_ENV_VAR
 from cxrflow.local_run import LocalSettings, run_pipeline_locally
+from cxrflow.phantom import GROUND_TRUTH_NAME, generate_phantom
 from cxrflow.versioning import checkout_version, dvc_file_for, read_version, version_history
 from tests.factory import make_dataset, write
 
@@ -24,19 +25,24 @@ def project(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(root)
     inbox = root / "inbox"
-    for i in range(3):
-        ds = make_dataset(sop_uid=f"1.2.840.99999.77.{i}", PatientID=f"P{i % 2}")
-        write(ds, inbox / f"d{i}" / "IM")
+    summary = generate_phantom(
+        inbox, 16, seed=3, min_side=96, max_side=128, include_faulty=False, progress=False
+    )
+    (inbox / GROUND_TRUTH_NAME).rename(root / GROUND_TRUTH_NAME)
     (inbox / "notes.txt").write_text("not DICOM")
-    return root, inbox, LocalSettings(root, root / ".cxrflow" / "kfp", uri)
+    return root, inbox, LocalSettings(root, root / ".cxrflow" / "kfp", uri), summary.n_images
 
 
 def _run(settings, inbox, data):
-    run_pipeline_locally(settings, {"inbox": str(inbox), "data_dir": str(data), "max_side": 64})
+    params = {"inbox": str(inbox), "data_dir": str(data), "max_side": 112}
+    params["ground_truth"] = str(settings.repo_root / GROUND_TRUTH_NAME)
+    # The smallest pre-training that still runs every part of the stage.
+    params.update(pretrain_steps=2, pretrain_batch_size=2)
+    run_pipeline_locally(settings, params)
 
 
 def test_local_pipeline_ingests_versions_and_tracks(project):
-    root, inbox, settings = project
+    root, inbox, settings, n_images = project
     data = root / "data"
     _run(settings, inbox, data)
     v1 = read_version(dvc_file_for(root, data))
@@ -45,18 +51,33 @@ def test_local_pipeline_ingests_versions_and_tracks(project):
     mlflow.set_tracking_uri(settings.tracking_uri)
     runs = mlflow.search_runs(experiment_names=["cxrflow"])
     stages = dict(zip(runs["tags.cxrflow.stage"], runs.index, strict=True))
-    assert set(stages) == {"ingest", "split", "data_version"}
+    assert set(stages) == {"ingest", "split", "data_version", "pretrain", "heads"}
     assert runs["tags.cxrflow.pipeline_run"].nunique() == 1
     ingest = runs.loc[stages["ingest"]]
-    assert (ingest["metrics.files_found"], ingest["metrics.files_written"]) == (4, 3)
+    assert (ingest["metrics.files_found"], ingest["metrics.files_written"]) == (
+        n_images + 1,
+        n_images,
+    )
     assert ingest["metrics.quarantined_not_dicom"] == 1
     version_run = mlflow.get_run(runs.loc[stages["data_version"], "run_id"])
     assert version_run.data.tags["cxrflow.data_version"] == v1.md5
     inputs = version_run.inputs.dataset_inputs
     assert inputs and inputs[0].dataset.digest == v1.md5
+    pretrain_run = mlflow.get_run(runs.loc[stages["pretrain"], "run_id"])
+    assert pretrain_run.data.tags["cxrflow.data_version"] == v1.md5
+    assert {"dino_loss", "ibot_loss", "koleo_loss", "lr", "teacher_temp"} <= set(
+        pretrain_run.data.metrics
+    )
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    encoder = client.get_model_version("cxrflow-encoder", "1")
+    assert encoder.tags["cxrflow.data_version"] == v1.md5
+    heads_run = mlflow.get_run(runs.loc[stages["heads"], "run_id"])
+    assert heads_run.data.tags["cxrflow.encoder_version"] == "1"
+    assert any(k.startswith("seg.") for k in heads_run.data.metrics)
+    assert any(k.startswith("cls.auprc") for k in heads_run.data.metrics)
 
     # New images arrive: a new version; the old one stays restorable from the remote.
-    write(make_dataset(sop_uid="1.2.840.99999.77.50", PatientID="P9"), inbox / "new" / "IM")
+    write(make_dataset(sop_uid="1.2.840.99999.77.50", PatientID="NEW-P9"), inbox / "new" / "IM")
     _run(settings, inbox, data)
     v2 = read_version(dvc_file_for(root, data))
     assert v2.md5 != v1.md5 and v2.files == v1.files + 2  # one image, one run record
@@ -70,4 +91,4 @@ def test_local_pipeline_ingests_versions_and_tracks(project):
     assert read_version(dvc_file_for(root, data)).md5 == v2.md5
     restored = checkout_version(root, v1.md5, data)
     assert restored.md5 == v1.md5
-    assert len(pd.read_parquet(data / "manifest.parquet")) == 3
+    assert len(pd.read_parquet(data / "manifest.parquet")) == n_images

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +23,17 @@ def xformers_available() -> bool:
     return True
 
 
+ATTENTION_ENV = "CXRFLOW_ATTENTION"
+
+
 def attention_backend(device: torch.device | str) -> str:
-    """`"xformers"` for CUDA tensors when xformers imports, else `"sdpa"`."""
+    """`"xformers"` for CUDA tensors when xformers imports, else `"sdpa"`.
+
+    `CXRFLOW_ATTENTION=sdpa` forces SDPA everywhere (benchmarks compare the two kernels).
+    """
     device = torch.device(device)
+    if os.environ.get(ATTENTION_ENV, "auto") == "sdpa":
+        return "sdpa"
     if device.type == "cuda" and xformers_available():
         return "xformers"
     return "sdpa"

@@ -153,7 +153,20 @@ PRESETS: dict[str, PretrainConfig] = {"tiny": TINY, "paper": PAPER}
 
 
 def preset(name: str, **changes: Any) -> PretrainConfig:
-    """A named preset, optionally changed; unknown names are refused by name."""
+    """A named preset, optionally changed; unknown names are refused by name.
+
+    Changing `steps` alone rescales the warm-ups (LR and teacher temperature) in proportion,
+    so that a shorter or longer run keeps the preset's shape.
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown pre-training preset {name!r}; known: {', '.join(PRESETS)}")
-    return PRESETS[name].with_(**changes) if changes else PRESETS[name]
+    base = PRESETS[name]
+    if "steps" in changes and changes["steps"] != base.steps:
+        scale = changes["steps"] / base.steps
+        changes.setdefault(
+            "warmup_steps", min(changes["steps"] - 1, round(base.warmup_steps * scale))
+        )
+        changes.setdefault(
+            "warmup_teacher_temp_steps", round(base.warmup_teacher_temp_steps * scale)
+        )
+    return base.with_(**changes) if changes else base

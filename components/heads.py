@@ -1,0 +1,61 @@
+"""Head-training component: probes, segmentation decoders and demographics on the frozen encoder."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def heads(
+    data_dir: str,
+    data_version: str,
+    encoder_dir: str,
+    runs_dir: str,
+    tables: dsl.Output[dsl.Markdown],
+    metrics: dsl.Output[dsl.Metrics],
+    classification: dsl.Output[dsl.ClassificationMetrics],
+    exported: dsl.Output[dsl.Model],
+    encoder_version: str = "",
+    preset: str = "tiny",
+    pipeline_run: str = "",
+) -> NamedTuple("HeadsOutputs", [("heads_dir", str), ("macro_auprc", float)]):
+    """Train the heads of `preset` on the train split, select on val, report on test."""
+    import shutil
+    from collections import namedtuple
+    from pathlib import Path
+
+    from cxrflow.heads.config import preset as heads_preset
+    from cxrflow.heads.stage import run_heads_stage
+
+    out_dir = Path(runs_dir) / f"heads-{data_version[:12]}-{encoder_version or 'local'}-{preset}"
+    out = run_heads_stage(
+        Path(data_dir),
+        Path(encoder_dir),
+        data_version=data_version,
+        encoder_version=encoder_version,
+        config=heads_preset(preset),
+        out_dir=out_dir,
+        pipeline_run=pipeline_run,
+        markdown_out=Path(tables.path),
+    )
+    values = out.result.metrics()
+    for name, value in values.items():
+        metrics.log_metric(name, value)
+    res = out.result.classification
+    if res is not None:
+        # A ClassificationMetrics artifact holds one curve: the first finding that has one
+        # (every finding's PR and ROC curves are in MLflow and in the Markdown tables).
+        for curve in res.curves:
+            if curve.get("roc", {}).get("fpr"):
+                classification.log_roc_curve(**curve["roc"])
+                classification.log_confusion_matrix(curve["categories"], curve["confusion_matrix"])
+                break
+    export_dir = out_dir / "export"
+    if export_dir.is_dir():
+        shutil.copytree(export_dir, exported.path, dirs_exist_ok=True)
+    exported.metadata.update({"registered": out.registered, "data_version": data_version})
+    macro = float(values.get("cls.auprc.macro", float("nan")))
+    outputs = namedtuple("HeadsOutputs", ["heads_dir", "macro_auprc"])
+    return outputs(str(out_dir), macro)

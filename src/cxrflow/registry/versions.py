@@ -1,0 +1,173 @@
+"""Registering model versions with complete lineage tags, aliases and recorded metrics."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from cxrflow.registry.runs import client as make_client
+from cxrflow.registry.runs import pipeline_context
+from cxrflow.registry.tags import (
+    CANDIDATE,
+    EVAL_RUN_TAG,
+    METRIC_TAG_PREFIX,
+    LineageTags,
+    LineageTagsError,
+    ModelKind,
+    ParentModel,
+    missing_tags,
+)
+from cxrflow.tracking import git_commit as current_git_commit
+
+log = logging.getLogger(__name__)
+
+_REF = re.compile(r"^(?:@(?P<alias>[A-Za-z0-9_\-]+)|:?(?P<version>\d+))$")
+
+
+def lineage_for(
+    pipeline_run: str,
+    kind: ModelKind,
+    *,
+    params_digest: str,
+    parents: Iterable[ParentModel] = (),
+    git_commit: str | None = None,
+    client: Any = None,
+    **overrides: Any,
+) -> LineageTags:
+    """Lineage of a model made in `pipeline_run`, filled from its upstream stages' MLflow runs.
+
+    `overrides` (data_version, split_digest, deid_profile, deid_options) win over what the
+    runs say; a field that stays unknown raises `LineageTagsError` naming it.
+    """
+    ctx = pipeline_context(client or make_client(), pipeline_run)
+    values: dict[str, Any] = {
+        "data_version": ctx.data_version,
+        "split_digest": ctx.split_digest,
+        "deid_profile": ctx.deid_profile,
+        "deid_options": ctx.deid_options or {},
+    }
+    unknown = set(overrides) - set(values)
+    if unknown:
+        raise LineageTagsError(f"unknown lineage fields: {', '.join(sorted(unknown))}")
+    values.update({k: v for k, v in overrides.items() if v})
+    return LineageTags(
+        kind=kind,
+        pipeline_run=pipeline_run,
+        pipeline_params_digest=params_digest,
+        git_commit=git_commit or current_git_commit(),
+        parents=tuple(parents),
+        **values,
+    )
+
+
+def resolve_version(name: str, ref: str, client: Any = None) -> Any:
+    """The ModelVersion `ref` names: `@alias`, `:version` or a bare version number."""
+    c = client or make_client()
+    m = _REF.match(ref.strip())
+    if m is None:
+        raise ValueError(f"model reference {ref!r}: use @alias (e.g. @champion) or :version")
+    if m["alias"]:
+        return c.get_model_version_by_alias(name, m["alias"])
+    return c.get_model_version(name, m["version"])
+
+
+def version_by_alias(name: str, alias: str, client: Any = None) -> Any | None:
+    """The version holding `alias`, or None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return (client or make_client()).get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def _register(c: Any, model_uri: str, name: str, tags: dict[str, str]) -> Any:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.register_model(model_uri, name, tags=tags)
+    except MlflowException:
+        if not model_uri.startswith("runs:/"):
+            raise
+    # A plain artifact folder (e.g. a Hugging Face export) has no MLflow model to resolve:
+    # register the folder itself as the version's source.
+    run_id = model_uri.removeprefix("runs:/").split("/", 1)[0]
+    try:
+        c.get_registered_model(name)
+    except MlflowException:
+        c.create_registered_model(name)
+    return c.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+
+
+def register_candidate(
+    model_uri: str,
+    name: str,
+    lineage: LineageTags,
+    *,
+    client: Any = None,
+    extra_tags: dict[str, str] | None = None,
+) -> Any:
+    """Register `model_uri` as a new version of `name` with lineage tags and alias `candidate`."""
+    c = client or make_client()
+    mv = _register(c, model_uri, name, {**(extra_tags or {}), **lineage.to_tags()})
+    c.set_registered_model_alias(name, CANDIDATE, str(mv.version))
+    log.info("registered %s version %s as %s", name, mv.version, CANDIDATE)
+    return c.get_model_version(name, str(mv.version))
+
+
+def tag_version(
+    name: str, version: str, lineage: LineageTags, *, client: Any = None, candidate: bool = True
+) -> Any:
+    """Complete the lineage tags of an already registered version (and make it the candidate)."""
+    c = client or make_client()
+    for key, value in lineage.to_tags().items():
+        c.set_model_version_tag(name, str(version), key, value)
+    if candidate:
+        c.set_registered_model_alias(name, CANDIDATE, str(version))
+    return c.get_model_version(name, str(version))
+
+
+def check_tags(mv: Any) -> list[str]:
+    """The lineage tags a model version lacks (empty when complete)."""
+    return missing_tags(dict(mv.tags))
+
+
+def record_metrics(
+    name: str,
+    version: str,
+    metrics: dict[str, float],
+    *,
+    evaluation_run: str = "",
+    client: Any = None,
+) -> None:
+    """Store evaluation metrics on a version as `cxrflow.metric.<name>` tags (for the gate)."""
+    c = client or make_client()
+    for key, value in metrics.items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue  # undefined metrics are left out, never stored as 0
+        c.set_model_version_tag(name, str(version), METRIC_TAG_PREFIX + key, repr(float(value)))
+    if evaluation_run:
+        c.set_model_version_tag(name, str(version), EVAL_RUN_TAG, evaluation_run)
+
+
+def version_metrics(mv: Any, client: Any = None) -> dict[str, float]:
+    """A version's metrics: recorded `cxrflow.metric.*` tags, else its run's logged metrics."""
+    out = {
+        k.removeprefix(METRIC_TAG_PREFIX): float(v)
+        for k, v in dict(mv.tags).items()
+        if k.startswith(METRIC_TAG_PREFIX)
+    }
+    if mv.run_id:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run_metrics = (client or make_client()).get_run(mv.run_id).data.metrics
+        except MlflowException:
+            run_metrics = {}
+        for k, v in run_metrics.items():
+            out.setdefault(k, float(v))
+    return out

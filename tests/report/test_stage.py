@@ -1,0 +1,72 @@
+"""The stage on phantom data: learns past the most-frequent-report baseline, logs, registers."""
+
+import pytest
+from mlflow import MlflowClient
+
+from cxrflow.findings import FINDINGS
+from cxrflow.manifest import MANIFEST_FILE, read_manifest
+from cxrflow.report.config import ReportConfig
+from cxrflow.report.labeler import POSITIVE, label_report
+from cxrflow.report.metrics import BootstrapScore, NotComputed
+from cxrflow.report.stage import (
+    METRICS_FILE,
+    REGISTERED_MODEL,
+    TABLE_FILE,
+    TAG_ENCODER_VERSION,
+    run_report_stage,
+)
+from cxrflow.tracking import TAG_DATA_VERSION
+from tests.report.helpers import make_phantom_dataset
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    return make_phantom_dataset(tmp_path_factory.mktemp("phantom"), subjects=60, seed=3)
+
+
+def test_labeler_reads_the_phantom_reports_like_their_labels(phantom):
+    manifest = read_manifest(phantom / MANIFEST_FILE)
+    for report, labels in zip(
+        manifest["report"], manifest[[f"label_{f}" for f in FINDINGS]].to_numpy(), strict=True
+    ):
+        got = label_report(report)
+        assert [int(got[f] == POSITIVE) for f in FINDINGS] == list(labels), report
+
+
+@pytest.mark.slow  # an end-to-end stage run: ~90 s on 2 shared CPU cores
+def test_stage_learns_and_logs_and_registers(phantom, encoder_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # Small version of the tiny preset (bench/report.py and the report give full-size figures).
+    config = ReportConfig.named("tiny", max_steps=60, n_bootstrap=100, max_new_tokens=60)
+    out = run_report_stage(
+        phantom,
+        encoder_dir,
+        lm_dir=None,
+        data_version="md5-data",
+        encoder_version="enc-3",
+        config=config,
+        out_dir=tmp_path / "out",
+    )
+    llava, frequent = out.metrics["LLaVA"], out.metrics["Most frequent report"]
+    assert out.train.global_step == 60 and out.train.losses[-1][1] < out.train.losses[0][1] / 2
+    assert llava.rouge_l.value > frequent.rouge_l.value
+    assert isinstance(llava.finding_f1, BootstrapScore)
+    assert isinstance(llava.chexbert_f1, NotComputed)
+    assert "| LLaVA | 56 x 56 | 16 |" in out.table_markdown
+    assert (tmp_path / "out" / TABLE_FILE).read_text() == out.table_markdown
+    assert (tmp_path / "out" / METRICS_FILE).is_file()
+
+    client = MlflowClient()
+    run = client.get_run(out.mlflow_run_id)
+    assert run.data.tags[TAG_DATA_VERSION] == "md5-data"
+    assert run.data.tags[TAG_ENCODER_VERSION] == "enc-3"
+    assert len(client.get_metric_history(out.mlflow_run_id, "train_loss")) == 60
+    assert (
+        "test_rouge_l_low" in run.data.metrics
+        and "baseline_most_frequent_bleu4" in run.data.metrics
+    )
+    artifacts = {a.path for a in client.list_artifacts(out.mlflow_run_id)}
+    assert {TABLE_FILE, METRICS_FILE, "report_samples.json"} <= artifacts
+    version = client.get_model_version(REGISTERED_MODEL, out.model_version)
+    assert version.tags[TAG_ENCODER_VERSION] == "enc-3"
+    assert version.tags[TAG_DATA_VERSION] == "md5-data"
