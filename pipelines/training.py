@@ -1,13 +1,20 @@
-"""The training pipeline: ingest + de-identify -> split by subject -> version the data -> ..."""
+"""The training pipeline, from an inbox of DICOM files to a registered, documented encoder.
+
+ingest + de-identify -> split by subject -> version the data (DVC) -> DINOv2 pre-training
+-> heads and report generation (in parallel) -> evaluation -> promotion gate + model card.
+"""
 
 from pathlib import Path
 
 from kfp import compiler, dsl
 
 from components.data_version import version_data
+from components.evaluate import evaluate
 from components.heads import heads
 from components.ingest import ingest
 from components.pretrain import pretrain
+from components.publish import DEFAULT_GATE, publish
+from components.report import report
 from components.split import split
 
 PIPELINE_NAME = "cxrflow-training"
@@ -40,6 +47,10 @@ def training_pipeline(
     pretrain_seed: int = 0,
     init_from: str = "",
     heads_preset: str = "tiny",
+    report_preset: str = "tiny",
+    report_steps: int = 0,
+    lm_dir: str = "",
+    gate_config: str = DEFAULT_GATE,
 ) -> None:
     """Every knob is a typed pipeline parameter, so the Kubeflow UI run form can set it."""
     ingest_task = ingest(
@@ -109,6 +120,38 @@ def training_pipeline(
         pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     )
     heads_task.set_display_name("heads: probes, segmentation, demographics")
+
+    report_task = report(
+        data_dir=data_dir,
+        data_version=version_task.outputs["data_version"],
+        encoder_dir=pretrain_task.outputs["encoder_dir"],
+        encoder_version=pretrain_task.outputs["encoder_version"],
+        runs_dir=runs_dir,
+        preset=report_preset,
+        lm_dir=lm_dir,
+        steps=report_steps,
+        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    )
+    report_task.set_display_name("report generation (LLaVA)")
+
+    evaluate_task = evaluate(
+        data_dir=data_dir,
+        runs_dir=runs_dir,
+        encoder_version=pretrain_task.outputs["encoder_version"],
+        report_results=report_task.outputs["results"],
+        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    )
+    evaluate_task.after(heads_task)
+    evaluate_task.set_caching_options(False)
+    evaluate_task.set_display_name("evaluation")
+
+    publish_task = publish(
+        encoder_version=pretrain_task.outputs["encoder_version"],
+        evaluation_json=evaluate_task.outputs["Output"],
+        gate_config=gate_config,
+    )
+    publish_task.set_caching_options(False)
+    publish_task.set_display_name("promotion gate + model card")
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

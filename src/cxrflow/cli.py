@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -156,11 +157,20 @@ def run(
 def demo(
     subjects: Annotated[int, typer.Option(min=4, help="Phantom subjects to generate.")] = 100,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    pretrain_steps: Annotated[int, typer.Option(min=0, help="0: the tiny preset's.")] = 0,
+    report_steps: Annotated[int, typer.Option(min=0, help="0: the tiny preset's.")] = 0,
 ) -> None:
     """The whole pipeline on generated DICOMs, locally, with a printed summary."""
     from cxrflow.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(root=Path.cwd(), subjects=subjects, workers=workers), console)
+    config = DemoConfig(
+        root=Path.cwd(),
+        subjects=subjects,
+        workers=workers,
+        pretrain_steps=pretrain_steps,
+        report_steps=report_steps,
+    )
+    run_demo(config, console)
 
 
 @app.command()
@@ -294,6 +304,118 @@ def heads_cmd(
         out_dir=out_dir,
     )
     console.print(out.result.markdown)
+
+
+@app.command("report")
+def report_cmd(
+    data_dir: Annotated[Path, typer.Option(help="Dataset directory with reports and a split.")],
+    encoder_dir: Annotated[
+        Path, typer.Option(help="HF DINOv2 directory (the frozen vision tower).")
+    ],
+    out_dir: Annotated[Path, typer.Option(help="Where the model, metrics and samples go.")],
+    preset: Annotated[str, typer.Option(help="tiny or paper.")] = "tiny",
+    lm_dir: Annotated[Path | None, typer.Option(help="Local Llama-family HF dir or .gguf.")] = None,
+    steps: Annotated[int, typer.Option(min=0, help="Training steps (0: the preset's).")] = 0,
+    data_version: Annotated[str, typer.Option(help="Data version (DVC md5) for lineage.")] = "",
+    encoder_version: Annotated[str, typer.Option(help="Registered encoder version.")] = "",
+) -> None:
+    """Fine-tune a LLaVA-style report generator on the frozen encoder; print Table 2."""
+    from cxrflow.report.config import ReportConfig
+    from cxrflow.report.stage import run_report_stage
+
+    try:
+        config = ReportConfig.named(preset, **({"max_steps": steps} if steps else {}))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--preset") from exc
+    out = run_report_stage(
+        data_dir,
+        encoder_dir,
+        lm_dir=lm_dir,
+        data_version=data_version,
+        encoder_version=encoder_version,
+        config=config,
+        out_dir=out_dir,
+    )
+    console.print(out.table_markdown)
+
+
+lineage_app = typer.Typer(
+    help="Audit lineage: models, data versions, subjects.", no_args_is_help=True
+)
+app.add_typer(lineage_app, name="lineage")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _print_tree(build: Callable[[], Any], as_json: bool) -> None:
+    """Build a lineage tree and print it; a missing model or version is a clear error."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tree = build()
+    except (MlflowException, ValueError) as exc:
+        console.print(f"[red]lineage: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(tree.to_json() if as_json else tree.to_text(), markup=False)
+
+
+@lineage_app.command("model")
+def lineage_model(
+    name: Annotated[str, typer.Argument(help="Registered model, e.g. cxrflow-encoder.")],
+    ref: Annotated[str, typer.Argument(help="@alias or :version.")] = "@champion",
+    as_json: JsonFlag = False,
+) -> None:
+    """The chain from a model version back to its data, code and ingestion."""
+    from cxrflow.lineage import model_lineage
+
+    _print_tree(lambda: model_lineage(name, ref), as_json)
+
+
+@lineage_app.command("data")
+def lineage_data(
+    version: Annotated[str, typer.Argument(help="Data version (DVC md5).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Every model version trained on a data version."""
+    from cxrflow.lineage import data_lineage
+
+    _print_tree(lambda: data_lineage(version), as_json)
+
+
+@lineage_app.command("subject")
+def lineage_subject(
+    pseudonym: Annotated[str, typer.Argument(help="Subject pseudonym (manifest subject_id).")],
+    data_dir: Annotated[Path, typer.Option(help="The DVC-tracked dataset directory.")] = Path(
+        "data"
+    ),
+    as_json: JsonFlag = False,
+) -> None:
+    """Data versions holding a subject's images, and the models trained on them."""
+    from cxrflow.lineage import SubjectQuery, subject_lineage
+
+    _print_tree(
+        lambda: subject_lineage(pseudonym, SubjectQuery(Path.cwd(), data_dir=data_dir)), as_json
+    )
+
+
+@lineage_app.command("patient")
+def lineage_patient(
+    key_file: Annotated[Path | None, typer.Option(help="De-identification key file.")] = None,
+    data_dir: Annotated[Path, typer.Option(help="The DVC-tracked dataset directory.")] = Path(
+        "data"
+    ),
+    as_json: JsonFlag = False,
+) -> None:
+    """Like `subject`, from a PatientID (asked at a prompt, never stored or shown)."""
+    from cxrflow.keys import KeyError_, load_key
+    from cxrflow.lineage import SubjectQuery, patient_lineage
+
+    try:
+        key = load_key(key_file)
+    except KeyError_ as exc:
+        raise typer.BadParameter(str(exc), param_hint="--key-file") from exc
+    patient_id = typer.prompt("PatientID", hide_input=True)
+    query = SubjectQuery(Path.cwd(), data_dir=data_dir)
+    _print_tree(lambda: patient_lineage(patient_id, key, query), as_json)
 
 
 @app.command()

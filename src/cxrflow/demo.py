@@ -25,6 +25,8 @@ class DemoConfig:
     seed: int = 0
     max_side: int = 512
     workers: int = 2
+    pretrain_steps: int = 0  # 0: the tiny preset's
+    report_steps: int = 0
 
     @property
     def inbox(self) -> Path:
@@ -89,11 +91,14 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, ob
             "ground_truth": str(config.ground_truth),
             "max_side": config.max_side,
             "ingest_workers": config.workers,
+            "pretrain_steps": config.pretrain_steps,
+            "report_steps": config.report_steps,
         },
     )
     summary = collect_summary(config, settings)
     print_summary(summary, console)
     print_split_table(config.data_dir, console)
+    print_results(summary, config, console)
     return summary
 
 
@@ -104,12 +109,13 @@ def collect_summary(config: DemoConfig, settings: LocalSettings) -> dict[str, ob
     version = read_version(dvc_file_for(config.root, config.data_dir))
     mlflow.set_tracking_uri(settings.tracking_uri)
     runs = mlflow.search_runs(
-        experiment_names=["cxrflow"], order_by=["attributes.start_time DESC"], max_results=10
+        experiment_names=["cxrflow"], order_by=["attributes.start_time DESC"], max_results=50
     )
     ingest_runs = runs[runs["tags.cxrflow.stage"] == "ingest"]
     latest = ingest_runs.iloc[0]
     pipeline_run = latest["tags.cxrflow.pipeline_run"]
     stage_runs = runs[runs["tags.cxrflow.pipeline_run"] == pipeline_run]
+    mlflow.set_registry_uri(settings.tracking_uri)
     metric = {
         k.removeprefix("metrics."): v
         for k, v in latest.items()
@@ -157,6 +163,59 @@ def print_split_table(data_dir: Path, console: Console) -> None:
     for f in FINDINGS:
         table.add_row(f.replace("_", " "), *(f"{v:.3f}" for v in report[f"{f}_prevalence"]))
     console.print(table)
+
+
+def _markdown_artifacts(run_id: str) -> list[str]:
+    """The Markdown tables a stage logged (its Table 1/2/3/5 views)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found, stack = [], [""]
+    while stack:
+        for item in client.list_artifacts(run_id, stack.pop() or None):
+            if item.is_dir:
+                stack.append(item.path)
+            elif item.path.endswith(".md"):
+                found.append(mlflow.artifacts.load_text(f"runs:/{run_id}/{item.path}"))
+    return found
+
+
+def print_results(summary: dict[str, object], config: DemoConfig, console: Console) -> None:
+    """The stages' tables, the registered versions and aliases, the model card, the lineage."""
+    import mlflow
+    from rich.markdown import Markdown
+
+    runs = summary["mlflow_runs"]
+    assert isinstance(runs, dict)
+    for stage in ("heads", "report", "evaluation"):
+        if stage in runs:
+            for text in _markdown_artifacts(runs[stage]):
+                console.print(Markdown(text))
+    client = mlflow.MlflowClient()
+    table = Table(title="registered models")
+    for col in ("model", "version", "aliases", "data version", "gate"):
+        table.add_column(col)
+    card_uri = ""
+    for rm in client.search_registered_models():
+        for mv in client.search_model_versions(f"name = '{rm.name}'"):
+            if mv.tags.get("cxrflow.pipeline_run") != summary["pipeline_run"]:
+                continue
+            aliases = ", ".join(a for a, v in rm.aliases.items() if v == mv.version)
+            table.add_row(
+                rm.name,
+                mv.version,
+                aliases,
+                mv.tags.get("cxrflow.data_version", "")[:12],
+                mv.tags.get("cxrflow.gate.decision", ""),
+            )
+            card_uri = card_uri or mv.tags.get("cxrflow.model_card", "")
+    console.print(table)
+    if card_uri:
+        card = mlflow.artifacts.download_artifacts(card_uri, dst_path=str(config.root / "demo"))
+        console.print(f"Model card: {card}")
+    console.print(
+        "Lineage of the champion encoder: cxrflow lineage model cxrflow-encoder @champion"
+    )
 
 
 def print_summary(summary: dict[str, object], console: Console) -> None:

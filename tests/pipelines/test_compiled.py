@@ -25,11 +25,20 @@ def test_committed_pipeline_yaml_is_up_to_date(tmp_path):
 def test_compiled_pipeline_runs_components_from_the_project_image():
     spec = yaml.safe_load(COMPILED.read_text())
     executors = spec["deploymentSpec"]["executors"]
-    stages = {"ingest", "split", "version-data", "pretrain", "heads"}
+    stages = {
+        "ingest",
+        "split",
+        "version-data",
+        "pretrain",
+        "heads",
+        "report",
+        "evaluate",
+        "publish",
+    }
     assert set(executors) == {f"exec-{s}" for s in stages}
     for name, ex in executors.items():
         container = ex["container"]
-        image = "cxrflow-cuda" if name == "exec-pretrain" else "cxrflow-cpu"
+        image = "cxrflow-cuda" if name in ("exec-pretrain", "exec-report") else "cxrflow-cpu"
         assert container["image"].endswith(":0.1.0") and image in container["image"]
         assert "pip install" not in " ".join(container.get("command", []))
     params = spec["root"]["inputDefinitions"]["parameters"]

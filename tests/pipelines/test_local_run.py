@@ -37,7 +37,7 @@ def _run(settings, inbox, data):
     params = {"inbox": str(inbox), "data_dir": str(data), "max_side": 112}
     params["ground_truth"] = str(settings.repo_root / GROUND_TRUTH_NAME)
     # The smallest pre-training that still runs every part of the stage.
-    params.update(pretrain_steps=2, pretrain_batch_size=2)
+    params.update(pretrain_steps=2, pretrain_batch_size=2, report_steps=2)
     run_pipeline_locally(settings, params)
 
 
@@ -51,7 +51,15 @@ def test_local_pipeline_ingests_versions_and_tracks(project):
     mlflow.set_tracking_uri(settings.tracking_uri)
     runs = mlflow.search_runs(experiment_names=["cxrflow"])
     stages = dict(zip(runs["tags.cxrflow.stage"], runs.index, strict=True))
-    assert set(stages) == {"ingest", "split", "data_version", "pretrain", "heads"}
+    assert set(stages) == {
+        "ingest",
+        "split",
+        "data_version",
+        "pretrain",
+        "heads",
+        "report",
+        "evaluation",
+    }
     assert runs["tags.cxrflow.pipeline_run"].nunique() == 1
     ingest = runs.loc[stages["ingest"]]
     assert (ingest["metrics.files_found"], ingest["metrics.files_written"]) == (
@@ -75,6 +83,12 @@ def test_local_pipeline_ingests_versions_and_tracks(project):
     assert heads_run.data.tags["cxrflow.encoder_version"] == "1"
     assert any(k.startswith("seg.") for k in heads_run.data.metrics)
     assert any(k.startswith("cls.auprc") for k in heads_run.data.metrics)
+    # The first candidate becomes the champion; its model card is attached.
+    champion = client.get_model_version_by_alias("cxrflow-encoder", "champion")
+    assert champion.version == "1" and "cxrflow.model_card" in champion.tags
+    assert champion.tags["cxrflow.gate.decision"] == "promoted"
+    report_version = client.get_model_version("cxrflow-report-generator", "1")
+    assert report_version.tags["cxrflow.encoder_version"] == "1"
 
     # New images arrive: a new version; the old one stays restorable from the remote.
     write(make_dataset(sop_uid="1.2.840.99999.77.50", PatientID="NEW-P9"), inbox / "new" / "IM")

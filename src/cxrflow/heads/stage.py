@@ -12,7 +12,9 @@ import numpy as np
 from cxrflow.heads.config import HeadsConfig
 from cxrflow.heads.export import CARD_FILE, load_head
 from cxrflow.heads.train import HeadsResult, train_heads
-from cxrflow.tracking import TAG_DATA_VERSION, stage_run
+from cxrflow.registry.tags import ENCODER_MODEL, ParentModel
+from cxrflow.registry.versions import register_stage_model
+from cxrflow.tracking import TAG_DATA_VERSION, TAG_PIPELINE_RUN, params_digest, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,11 @@ def run_heads_stage(
     """Train every enabled head, log params/metrics/artefacts/models, register the heads."""
     import mlflow
 
-    tags = {TAG_DATA_VERSION: data_version, TAG_ENCODER_VERSION: encoder_version}
+    tags = {
+        TAG_DATA_VERSION: data_version,
+        TAG_ENCODER_VERSION: encoder_version,
+        TAG_PIPELINE_RUN: pipeline_run,
+    }
     with stage_run("heads", pipeline_run, tags={k: v for k, v in tags.items() if v}) as run:
         mlflow.log_params(
             {**config.to_params(), "data_version": data_version, "encoder_version": encoder_version}
@@ -100,8 +106,15 @@ def _log_and_register(
     if not config.register:
         return ""
     registered = f"{config.model_prefix}-{name}"
-    version = mlflow.register_model(
-        info.model_uri, registered, tags={k: v for k, v in tags.items() if v}
+    encoder_version = tags.get(TAG_ENCODER_VERSION, "")
+    version = register_stage_model(
+        info.model_uri,
+        registered,
+        "head",
+        pipeline_run=tags.get(TAG_PIPELINE_RUN, ""),
+        params_digest=params_digest(config.to_params()),
+        parents=[ParentModel(ENCODER_MODEL, encoder_version)] if encoder_version else [],
+        tags=tags,
     )
-    log.info("registered %s version %s", registered, version.version)
-    return str(version.version)
+    log.info("registered %s version %s", registered, version)
+    return version

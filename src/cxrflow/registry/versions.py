@@ -171,3 +171,37 @@ def version_metrics(mv: Any, client: Any = None) -> dict[str, float]:
         for k, v in run_metrics.items():
             out.setdefault(k, float(v))
     return out
+
+
+def register_stage_model(
+    model_uri: str,
+    name: str,
+    kind: ModelKind,
+    *,
+    pipeline_run: str,
+    params_digest: str,
+    parents: Iterable[ParentModel] = (),
+    tags: dict[str, str] | None = None,
+    client: Any = None,
+) -> str:
+    """Register a stage's model as the new `candidate`, with full lineage when it is known.
+
+    Inside a pipeline run the lineage (data version, split digest, de-id profile, ...) comes
+    from the upstream stages' MLflow runs. A stage run by hand (no pipeline run, or upstream
+    stages not recorded) still registers, with the tags it was given, and says so.
+    """
+    c = client or make_client()
+    extra = {k: v for k, v in (tags or {}).items() if v}
+    if pipeline_run:
+        try:
+            lineage = lineage_for(
+                pipeline_run, kind, params_digest=params_digest, parents=parents, client=c
+            )
+            return str(
+                register_candidate(model_uri, name, lineage, client=c, extra_tags=extra).version
+            )
+        except LineageTagsError as exc:
+            log.warning("registering %s with partial lineage: %s", name, exc)
+    mv = _register(c, model_uri, name, extra)
+    c.set_registered_model_alias(name, CANDIDATE, str(mv.version))
+    return str(mv.version)

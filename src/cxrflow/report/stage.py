@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from cxrflow.registry.tags import ENCODER_MODEL, ParentModel
+from cxrflow.registry.versions import register_stage_model
 from cxrflow.report.baselines import most_frequent_report, nearest_neighbour_reports, pool_tokens
 from cxrflow.report.config import ReportConfig
 from cxrflow.report.data import (
@@ -32,7 +34,7 @@ from cxrflow.report.model import (
 )
 from cxrflow.report.tokenizer import small_llama_for, train_bpe_tokenizer
 from cxrflow.report.train import TrainResult, train_report_model
-from cxrflow.tracking import TAG_DATA_VERSION, stage_run
+from cxrflow.tracking import TAG_DATA_VERSION, TAG_PIPELINE_RUN, params_digest, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +159,11 @@ def run_report_stage(
         config.max_length,
         config.cache_images,
     )
-    tags = {TAG_DATA_VERSION: data_version, TAG_ENCODER_VERSION: encoder_version}
+    tags = {
+        TAG_DATA_VERSION: data_version,
+        TAG_ENCODER_VERSION: encoder_version,
+        TAG_PIPELINE_RUN: pipeline_run,
+    }
     main = _is_main_process()
     run_ctx = stage_run("report", pipeline_run, tags=tags) if main else contextlib.nullcontext()
     with run_ctx as run:
@@ -286,5 +292,14 @@ def _log_and_register(
         artifacts={MODEL_ARTIFACT: str(model_dir)},
         pip_requirements=["cxrflow"],  # the project image carries the exact pins
     )
-    version = mlflow.register_model(info.model_uri, name, tags=tags)
-    return info.model_uri, str(version.version)
+    encoder_version = tags.get(TAG_ENCODER_VERSION, "")
+    version = register_stage_model(
+        info.model_uri,
+        name,
+        "report_generator",
+        pipeline_run=tags.get(TAG_PIPELINE_RUN, ""),
+        params_digest=params_digest(config.to_dict()),
+        parents=[ParentModel(ENCODER_MODEL, encoder_version)] if encoder_version else [],
+        tags=tags,
+    )
+    return info.model_uri, version

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from cxrflow.manifest import MANIFEST_FILE, read_manifest
+from cxrflow.registry.versions import register_stage_model
 from cxrflow.ssl.attention_maps import save_attention_figure
 from cxrflow.ssl.data import load_image
 from cxrflow.ssl.presets import PretrainConfig
@@ -24,7 +25,6 @@ from cxrflow.tracking import (
     git_commit,
     log_dataset_version,
     params_digest,
-    register_model_version,
     stage_run,
 )
 
@@ -101,7 +101,7 @@ def run_pretrain_stage(
         if probe:
             try:
                 scores = probe_auprc(
-                    encoder, data_dir, config.image_size, result.image_mean, result.image_std, "val"
+                    encoder, data_dir, config.image_size, result.image_mean, result.image_std
                 )
             except ValueError as exc:  # no labels (an unlabelled inbox): nothing to probe
                 log.warning("linear probe skipped: %s", exc)
@@ -129,10 +129,13 @@ def run_pretrain_stage(
                 python_model=EncoderPyfunc(),
                 artifacts={"encoder": str(result.encoder_dir)},
             )
-            version = register_model_version(
+            version = register_stage_model(
                 info.model_uri,
                 ENCODER_MODEL_NAME,
-                {
+                "encoder",
+                pipeline_run=pipeline_run,
+                params_digest=params_digest(params),
+                tags={
                     **tags,
                     TAG_PIPELINE_RUN: pipeline_run,
                     TAG_PIPELINE_PARAMS: params_digest(params),
