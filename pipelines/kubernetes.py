@@ -96,5 +96,9 @@ def apply_common_settings(
         kubernetes.use_secret_as_volume(
             task, secret_name=deid_key_secret, mount_path=DEID_KEY_MOUNT
         )
-        task.set_env_variable(KEY_FILE_ENV_VAR, f"{DEID_KEY_MOUNT}/key")
+        kubernetes.use_config_map_as_env(
+            task,
+            config_map_name=pipeline_config_map,
+            config_map_key_to_env={DEID_KEY_FILE_KEY: KEY_FILE_ENV_VAR},
+        )
     return task

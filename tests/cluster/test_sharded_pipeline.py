@@ -58,7 +58,7 @@ def test_sharded_pipeline_equals_single_pod_ingest(env):
 def test_sharded_pipeline_compiles_to_a_fan_out_and_a_merge(tmp_path):
     path = tmp_path / "sharded.yaml"
     compiler.Compiler().compile(sharded_ingest_pipeline, str(path))
-    spec = yaml.safe_load(path.read_text())
+    spec, platform = yaml.safe_load_all(path.read_text())
     dag = spec["root"]["dag"]["tasks"]
     loop = next(t for t in dag.values() if "parameterIterator" in t)
     assert loop["parameterIterator"]["items"]["inputParameter"]
@@ -70,7 +70,6 @@ def test_sharded_pipeline_compiles_to_a_fan_out_and_a_merge(tmp_path):
     # Shards are addressed by index: no file path is ever a parameter.
     shard_inputs = spec["components"]["comp-ingest-shard"]["inputDefinitions"]["parameters"]
     assert shard_inputs["shard"]["parameterType"] == "NUMBER_INTEGER"
-    (platform,) = [d for d in yaml.safe_load_all(path.read_text()) if "platforms" in d]
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for name in ("exec-plan-ingest-shards", "exec-ingest-shard", "exec-merge-ingest-shards"):
         assert [m["mountPath"] for m in k8s[name]["pvcMount"]] == ["/data"]

@@ -85,7 +85,7 @@ def test_local_pipeline_ingests_versions_and_tracks(project):
     assert any(k.startswith("cls.auprc") for k in heads_run.data.metrics)
     # The first candidate becomes the champion; its model card is attached.
     champion = client.get_model_version_by_alias("cxrflow-encoder", "champion")
-    assert champion.version == "1" and "cxrflow.model_card" in champion.tags
+    assert str(champion.version) == "1" and "cxrflow.model_card" in champion.tags
     assert champion.tags["cxrflow.gate.decision"] == "promoted"
     report_version = client.get_model_version("cxrflow-report-generator", "1")
     assert report_version.tags["cxrflow.encoder_version"] == "1"
