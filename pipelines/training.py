@@ -10,12 +10,15 @@ from kfp import compiler, dsl
 
 from components.data_version import version_data
 from components.evaluate import evaluate
+from components.gate import data_gate
 from components.heads import heads
 from components.ingest import ingest
 from components.pretrain import pretrain
 from components.publish import DEFAULT_GATE, publish
 from components.report import report
 from components.split import split
+from cxrflow.cluster.config import GpuPool
+from pipelines.kubernetes import apply_common_settings, apply_gpu_settings
 
 PIPELINE_NAME = "cxrflow-training"
 COMPILED = Path(__file__).with_name("training.yaml")
@@ -51,6 +54,7 @@ def training_pipeline(
     report_steps: int = 0,
     lm_dir: str = "",
     gate_config: str = DEFAULT_GATE,
+    force_train: bool = False,
 ) -> None:
     """Every knob is a typed pipeline parameter, so the Kubeflow UI run form can set it."""
     ingest_task = ingest(
@@ -94,64 +98,94 @@ def training_pipeline(
     version_task.set_caching_options(False)
     version_task.set_display_name("version data (DVC)")
 
-    # Data-dependent from here on: the data version is an input, so KFP's cache key changes
-    # exactly when the data does.
-    pretrain_task = pretrain(
-        data_dir=data_dir,
-        data_version=version_task.outputs["data_version"],
-        runs_dir=runs_dir,
-        preset=pretrain_preset,
-        steps=pretrain_steps,
-        batch_size=pretrain_batch_size,
-        seed=pretrain_seed,
-        init_from=init_from,
-        dvc_remote=version_task.outputs["dvc_remote"],
-        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-    )
-    pretrain_task.set_display_name("DINOv2 continual pre-training")
+    # A recurring run is cheap when nothing changed: training is a skipped branch in the UI.
+    gate_task = data_gate(data_version=version_task.outputs["data_version"], force=force_train)
+    gate_task.set_caching_options(False)
+    gate_task.set_display_name("data changed since the champion?")
 
-    heads_task = heads(
-        data_dir=data_dir,
-        data_version=version_task.outputs["data_version"],
-        encoder_dir=pretrain_task.outputs["encoder_dir"],
-        encoder_version=pretrain_task.outputs["encoder_version"],
-        runs_dir=runs_dir,
-        preset=heads_preset,
-        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-    )
-    heads_task.set_display_name("heads: probes, segmentation, demographics")
+    with dsl.If(gate_task.output == True, name="train-on-new-data"):  # noqa: E712 (KFP condition)
+        # Data-dependent from here on: the data version is an input, so KFP's cache key changes
+        # exactly when the data does.
+        pretrain_task = pretrain(
+            data_dir=data_dir,
+            data_version=version_task.outputs["data_version"],
+            runs_dir=runs_dir,
+            preset=pretrain_preset,
+            steps=pretrain_steps,
+            batch_size=pretrain_batch_size,
+            seed=pretrain_seed,
+            init_from=init_from,
+            dvc_remote=version_task.outputs["dvc_remote"],
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
+        pretrain_task.set_display_name("DINOv2 continual pre-training")
 
-    report_task = report(
-        data_dir=data_dir,
-        data_version=version_task.outputs["data_version"],
-        encoder_dir=pretrain_task.outputs["encoder_dir"],
-        encoder_version=pretrain_task.outputs["encoder_version"],
-        runs_dir=runs_dir,
-        preset=report_preset,
-        lm_dir=lm_dir,
-        steps=report_steps,
-        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-    )
-    report_task.set_display_name("report generation (LLaVA)")
+        heads_task = heads(
+            data_dir=data_dir,
+            data_version=version_task.outputs["data_version"],
+            encoder_dir=pretrain_task.outputs["encoder_dir"],
+            encoder_version=pretrain_task.outputs["encoder_version"],
+            runs_dir=runs_dir,
+            preset=heads_preset,
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
+        heads_task.set_display_name("heads: probes, segmentation, demographics")
 
-    evaluate_task = evaluate(
-        data_dir=data_dir,
-        runs_dir=runs_dir,
-        encoder_version=pretrain_task.outputs["encoder_version"],
-        report_results=report_task.outputs["results"],
-        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-    )
-    evaluate_task.after(heads_task)
-    evaluate_task.set_caching_options(False)
-    evaluate_task.set_display_name("evaluation")
+        report_task = report(
+            data_dir=data_dir,
+            data_version=version_task.outputs["data_version"],
+            encoder_dir=pretrain_task.outputs["encoder_dir"],
+            encoder_version=pretrain_task.outputs["encoder_version"],
+            runs_dir=runs_dir,
+            preset=report_preset,
+            lm_dir=lm_dir,
+            steps=report_steps,
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
+        report_task.set_display_name("report generation (LLaVA)")
 
-    publish_task = publish(
-        encoder_version=pretrain_task.outputs["encoder_version"],
-        evaluation_json=evaluate_task.outputs["Output"],
-        gate_config=gate_config,
-    )
-    publish_task.set_caching_options(False)
-    publish_task.set_display_name("promotion gate + model card")
+        evaluate_task = evaluate(
+            data_dir=data_dir,
+            runs_dir=runs_dir,
+            encoder_version=pretrain_task.outputs["encoder_version"],
+            report_results=report_task.outputs["results"],
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
+        evaluate_task.after(heads_task)
+        evaluate_task.set_caching_options(False)
+        evaluate_task.set_display_name("evaluation")
+
+        publish_task = publish(
+            encoder_version=pretrain_task.outputs["encoder_version"],
+            evaluation_json=evaluate_task.outputs["Output"],
+            gate_config=gate_config,
+        )
+        publish_task.set_caching_options(False)
+        publish_task.set_display_name("promotion gate + model card")
+
+    # Cluster settings (ignored by kfp.local): every task reads MLflow's address from a
+    # ConfigMap and the data PVC; ingestion gets the de-id key Secret; GPU stages their pool.
+    for task in (
+        ingest_task,
+        split_task,
+        version_task,
+        gate_task,
+        pretrain_task,
+        heads_task,
+        report_task,
+        evaluate_task,
+        publish_task,
+    ):
+        apply_common_settings(task, deid_key=task is ingest_task)
+    for task in (pretrain_task, report_task):
+        apply_gpu_settings(
+            task,
+            GpuPool(),
+            gpus=1,
+            shm_size="32Gi",
+            data_pvc=None,
+            checkpoint_pvc="cxrflow-checkpoints",
+        )
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

@@ -68,3 +68,11 @@ def test_ingest_and_locate_round_trip(tmp_path):
         ],
     )
     assert result.exit_code == 0 and str(tmp_path / "in" / "bad") in result.output
+
+
+def test_submit_refuses_unknown_parameters_and_names_an_unreachable_host():
+    result = runner.invoke(app, ["submit", "--host", "http://127.0.0.1:9", "-p", "nonsense=1"])
+    assert result.exit_code != 0 and "nonsense" in result.output
+    args = ["submit", "--host", "http://127.0.0.1:9", "-p", "inbox=/in", "-p", "data_dir=/d"]
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0 and "http://127.0.0.1:9" in result.output

@@ -418,6 +418,159 @@ def lineage_patient(
     _print_tree(lambda: patient_lineage(patient_id, key, query), as_json)
 
 
+HostOpt = Annotated[str, typer.Option(envvar="KF_PIPELINES_ENDPOINT", help="KFP API address.")]
+ParamOpt = Annotated[
+    list[str] | None, typer.Option("--param", "-p", help="Pipeline parameter k=v.")
+]
+TokenOpt = Annotated[
+    Path | None, typer.Option(envvar="KF_PIPELINES_SA_TOKEN_PATH", help="Service-account token.")
+]
+
+
+def _pipeline_yaml(path: Path | None) -> Path:
+    """The compiled pipeline: the given file, else compiled now (the wheel ships no YAML)."""
+    if path is not None:
+        return path
+    import tempfile
+
+    from pipelines.training import compile_pipeline
+
+    return compile_pipeline(Path(tempfile.mkdtemp(prefix="cxrflow-")) / "training.yaml")
+
+
+def _cluster_errors() -> tuple[type[Exception], ...]:
+    from cxrflow.cluster.config import ClusterConfigError
+    from cxrflow.cluster.submit import KfpApiError
+
+    return (ClusterConfigError, KfpApiError, ValueError)
+
+
+@app.command()
+def submit(
+    host: HostOpt,
+    param: ParamOpt = None,
+    experiment: Annotated[str, typer.Option(help="KFP experiment.")] = "cxrflow",
+    pipeline_yaml: Annotated[Path | None, typer.Option(help="Compiled pipeline.")] = None,
+    token_path: TokenOpt = None,
+    namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user).")] = None,
+) -> None:
+    """Compile and submit a training run to Kubeflow Pipelines."""
+    from cxrflow.cluster.params import parse_params
+    from cxrflow.cluster.submit import submit_run
+
+    try:
+        yaml_path = _pipeline_yaml(pipeline_yaml)
+        run_id = submit_run(
+            host,
+            parse_params(param or [], yaml_path),
+            experiment=experiment,
+            pipeline_yaml=yaml_path,
+            token_path=token_path,
+            namespace=namespace,
+        )
+    except _cluster_errors() as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    console.print(f"submitted run {run_id}")
+
+
+@app.command()
+def schedule(
+    host: HostOpt,
+    version_name: Annotated[str, typer.Option(help="Pipeline version, e.g. the git commit.")],
+    cron: Annotated[str | None, typer.Option(help="6-field cron (seconds first).")] = None,
+    spec: Annotated[Path, typer.Option(help="Recurring-run spec.")] = Path(
+        "k8s/recurring-run.yaml"
+    ),
+    param: ParamOpt = None,
+    pipeline_yaml: Annotated[Path | None, typer.Option(help="Compiled pipeline.")] = None,
+    token_path: TokenOpt = None,
+    namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user).")] = None,
+) -> None:
+    """Upload the pipeline version and create a recurring run bound to it."""
+    from cxrflow.cluster.params import parse_params
+    from cxrflow.cluster.submit import schedule_run
+
+    try:
+        yaml_path = _pipeline_yaml(pipeline_yaml)
+        run_id = schedule_run(
+            host,
+            cron,
+            spec_path=spec,
+            pipeline_yaml=yaml_path,
+            version_name=version_name,
+            params=parse_params(param or [], yaml_path),
+            token_path=token_path,
+            namespace=namespace,
+        )
+    except _cluster_errors() as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    console.print(f"recurring run {run_id}")
+
+
+@app.command()
+def watch(
+    inbox: Annotated[Path, typer.Option(help="Folder where new DICOM files arrive.")],
+    data_dir: Annotated[Path, typer.Option(help="The DVC-tracked dataset directory.")] = Path(
+        "data"
+    ),
+    state_file: Annotated[Path, typer.Option(help="Watcher state.")] = Path(
+        ".cxrflow/watch-state.json"
+    ),
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between passes.")] = 900.0,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run triggered pipelines with kfp.local.")
+    ] = False,
+    host: Annotated[
+        str, typer.Option(envvar="KF_PIPELINES_ENDPOINT", help="KFP API address.")
+    ] = "",
+    param: ParamOpt = None,
+    ground_truth: Annotated[Path | None, typer.Option(help="Side-car Parquet to pass on.")] = None,
+    pipeline_yaml: Annotated[Path | None, typer.Option(help="Compiled pipeline.")] = None,
+    token_path: TokenOpt = None,
+    namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user).")] = None,
+) -> None:
+    """Detect new images in an inbox and trigger one pipeline run per new batch."""
+    from cxrflow.cluster.params import parse_params
+    from cxrflow.cluster.watch import LocalTrigger, RemoteTrigger, watch_once
+    from cxrflow.cluster.watch import watch as watch_loop
+    from cxrflow.local_run import LocalSettings
+
+    if not local and not host:
+        raise typer.BadParameter("give --local or a KFP host (--host / KF_PIPELINES_ENDPOINT)")
+    try:
+        yaml_path = _pipeline_yaml(pipeline_yaml)
+        params = {
+            "inbox": str(inbox.resolve()),
+            "data_dir": str(data_dir.resolve()),
+            "ground_truth": str(ground_truth.resolve()) if ground_truth else "",
+            **parse_params(param or [], yaml_path),
+        }
+        trigger = (
+            LocalTrigger(LocalSettings.default(Path.cwd()), params)
+            if local
+            else RemoteTrigger(
+                host, yaml_path, params, "cxrflow-new-images", token_path, namespace, None
+            )
+        )
+        kwargs = {
+            "data_dir": data_dir,
+            "repo_root": Path.cwd(),
+            "state_file": state_file,
+            "trigger": trigger,
+            "exclude": [ground_truth] if ground_truth else [],
+        }
+        results = (
+            [watch_once(inbox, **kwargs)] if once else watch_loop(interval, inbox=inbox, **kwargs)
+        )
+    except _cluster_errors() as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    for r in results:
+        console.print(
+            f"{r.files} files, {r.new_files} new" + (f": run {r.run_id}" if r.triggered else "")
+        )
+
+
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,

@@ -16,7 +16,7 @@ def test_committed_recurring_run_is_valid_and_bound_to_the_pipeline():
     spec = load_recurring_run(SPEC)
     assert len(spec.cron.split()) == 6
     assert spec.max_concurrency == 1 and spec.no_catchup is True
-    compiled = yaml.safe_load((ROOT / "pipelines" / "training.yaml").read_text())
+    compiled = next(yaml.safe_load_all((ROOT / "pipelines" / "training.yaml").read_text()))
     assert spec.pipeline == compiled["pipelineInfo"]["name"]
     params = compiled["root"]["inputDefinitions"]["parameters"]
     assert set(spec.parameters) <= set(params)

@@ -17,15 +17,16 @@ def test_committed_pipeline_yaml_is_up_to_date(tmp_path):
     )
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("CXRFLOW_IMAGE")}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)
-    assert yaml.safe_load(out.read_text()) == yaml.safe_load(COMPILED.read_text()), (
-        "pipelines/training.yaml is stale: run `make pipeline` and commit it"
-    )
+    assert list(yaml.safe_load_all(out.read_text())) == list(
+        yaml.safe_load_all(COMPILED.read_text())
+    ), "pipelines/training.yaml is stale: run `make pipeline` and commit it"
 
 
 def test_compiled_pipeline_runs_components_from_the_project_image():
-    spec = yaml.safe_load(COMPILED.read_text())
+    spec = next(yaml.safe_load_all(COMPILED.read_text()))
     executors = spec["deploymentSpec"]["executors"]
     stages = {
+        "data-gate",
         "ingest",
         "split",
         "version-data",
@@ -45,3 +46,22 @@ def test_compiled_pipeline_runs_components_from_the_project_image():
     assert params["max_side"]["parameterType"] == "NUMBER_INTEGER"
     assert params["retain_patient_characteristics"]["defaultValue"] is True
     assert not any("key" in name for name in params)  # the de-id key is never a parameter
+
+
+def test_gpu_settings_are_on_exactly_the_gpu_stages():
+    spec, platform = list(yaml.safe_load_all(COMPILED.read_text()))
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    gpu = {"exec-pretrain", "exec-report"}
+    for name, ex in spec["deploymentSpec"]["executors"].items():
+        k8s = executors.get(name, {})
+        has_gpu = "accelerator" in ex["container"].get("resources", {})
+        assert has_gpu == (name in gpu), name
+        assert bool(k8s.get("nodeSelector")) == (name in gpu), name
+        assert bool(k8s.get("tolerations")) == (name in gpu), name
+        shm = [v for v in k8s.get("emptyDirMounts", []) if v.get("mountPath") == "/dev/shm"]
+        assert bool(shm) == (name in gpu), name
+        assert any(
+            c.get("configMapName") == "cxrflow-mlflow-config" for c in k8s.get("configMapAsEnv", [])
+        ), name
+    assert executors["exec-ingest"].get("secretAsVolume"), "the de-id key reaches ingestion only"
+    assert not any(executors[n].get("secretAsVolume") for n in executors if n != "exec-ingest")

@@ -1,0 +1,15 @@
+"""The retraining gate: train only when the data differs from the champion encoder's."""
+
+from kfp import dsl
+
+from components.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def data_gate(
+    data_version: str, champion_model: str = "cxrflow-encoder", force: bool = False
+) -> bool:
+    """True when `data_version` is not the champion's training data (or no champion exists)."""
+    from cxrflow.cluster.gate import data_changed
+
+    return force or data_changed(data_version, champion_model)
