@@ -294,6 +294,9 @@ class _Context:
         n_train = len(masked["train"])
         if n_train < 2:
             raise HeadsConfigError("segmentation needs at least 2 train images with masks")
+        from cxrflow.evaluation.segmentation import PER_IMAGE_FILE
+
+        (self.out_dir / PER_IMAGE_FILE).unlink(missing_ok=True)  # rebuilt by this run
         steps = math.ceil(n_train / cfg.batch_size)
         if cfg.mode == "cached":
             batches = map_batches(*data["train"], cfg.batch_size)
@@ -337,6 +340,22 @@ class _Context:
         masks: torch.Tensor,
         layers: tuple[int, ...],
     ) -> None:
+        # Per-image Dice of every decoder, for the evaluation's fairness strata (C.6).
+        from cxrflow.evaluation.segmentation import PER_IMAGE_FILE, per_image_dice
+
+        rows = per_image_dice(
+            res.test_probs.numpy(),
+            masks.numpy(),
+            structures,
+            test["image_id"].tolist(),
+            res.decoder_name,
+        )
+        per_image = self.out_dir / PER_IMAGE_FILE
+        if per_image.is_file():
+            rows = pd.concat([pd.read_parquet(per_image), rows], ignore_index=True)
+        rows.to_parquet(per_image, index=False)
+        if per_image not in self.result.artifacts:
+            self.result.artifacts.append(per_image)
         n = min(self.config.segmentation.overlays, len(test))
         if n:
             ds = self.dataset(test)
