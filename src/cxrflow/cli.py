@@ -157,8 +157,8 @@ def run(
 def demo(
     subjects: Annotated[int, typer.Option(min=4, help="Phantom subjects to generate.")] = 100,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
-    pretrain_steps: Annotated[int, typer.Option(min=0, help="0: the tiny preset's.")] = 0,
-    report_steps: Annotated[int, typer.Option(min=0, help="0: the tiny preset's.")] = 0,
+    pretrain_steps: Annotated[int, typer.Option(min=0, help="0: the tiny preset's.")] = 80,
+    report_steps: Annotated[int, typer.Option(min=0, help="0: the tiny preset's.")] = 80,
 ) -> None:
     """The whole pipeline on generated DICOMs, locally, with a printed summary."""
     from cxrflow.demo import DemoConfig, run_demo
