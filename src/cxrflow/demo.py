@@ -201,10 +201,10 @@ def print_results(summary: dict[str, object], config: DemoConfig, console: Conso
         for mv in client.search_model_versions(f"name = '{rm.name}'"):
             if mv.tags.get("cxrflow.pipeline_run") != summary["pipeline_run"]:
                 continue
-            aliases = ", ".join(a for a, v in rm.aliases.items() if v == mv.version)
+            aliases = ", ".join(a for a, v in rm.aliases.items() if str(v) == str(mv.version))
             table.add_row(
                 rm.name,
-                mv.version,
+                str(mv.version),
                 aliases,
                 mv.tags.get("cxrflow.data_version", "")[:12],
                 mv.tags.get("cxrflow.gate.decision", ""),

@@ -89,6 +89,8 @@ def server(tmp_path):
 def test_registered_encoder_page_shows_lineage_tags_and_model_card(server, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     mlflow.set_tracking_uri(server)
+    # Another test in this process may have left an active experiment of another store.
+    mlflow.set_experiment("ui-browser-test")
     card = tmp_path / "README.md"
     card.write_text("# cxrflow-encoder\n\nIntended use: research on chest X-ray representations.\n")
     with mlflow.start_run() as run:
