@@ -12,13 +12,17 @@ import numpy as np
 from cxrflow.heads.config import HeadsConfig
 from cxrflow.heads.export import CARD_FILE, load_head
 from cxrflow.heads.train import HeadsResult, train_heads
-from cxrflow.registry.tags import ENCODER_MODEL, ParentModel
 from cxrflow.registry.versions import register_stage_model
-from cxrflow.tracking import TAG_DATA_VERSION, TAG_PIPELINE_RUN, params_digest, stage_run
+from cxrflow.tracking import (
+    TAG_DATA_VERSION,
+    TAG_ENCODER_VERSION,
+    TAG_PIPELINE_RUN,
+    params_digest,
+    stage_run,
+)
 
 log = logging.getLogger(__name__)
 
-TAG_ENCODER_VERSION = "cxrflow.encoder_version"
 TAG_ENCODER_DIGEST = "cxrflow.encoder_digest"
 
 
@@ -106,14 +110,12 @@ def _log_and_register(
     if not config.register:
         return ""
     registered = f"{config.model_prefix}-{name}"
-    encoder_version = tags.get(TAG_ENCODER_VERSION, "")
     version = register_stage_model(
         info.model_uri,
         registered,
         "head",
         pipeline_run=tags.get(TAG_PIPELINE_RUN, ""),
         params_digest=params_digest(config.to_params()),
-        parents=[ParentModel(ENCODER_MODEL, encoder_version)] if encoder_version else [],
         tags=tags,
     )
     log.info("registered %s version %s", registered, version)

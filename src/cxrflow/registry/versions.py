@@ -12,6 +12,7 @@ from cxrflow.registry.runs import client as make_client
 from cxrflow.registry.runs import pipeline_context
 from cxrflow.registry.tags import (
     CANDIDATE,
+    ENCODER_MODEL,
     EVAL_RUN_TAG,
     METRIC_TAG_PREFIX,
     LineageTags,
@@ -20,6 +21,7 @@ from cxrflow.registry.tags import (
     ParentModel,
     missing_tags,
 )
+from cxrflow.tracking import TAG_ENCODER_VERSION
 from cxrflow.tracking import git_commit as current_git_commit
 
 log = logging.getLogger(__name__)
@@ -180,18 +182,24 @@ def register_stage_model(
     *,
     pipeline_run: str,
     params_digest: str,
-    parents: Iterable[ParentModel] = (),
     tags: dict[str, str] | None = None,
     client: Any = None,
 ) -> str:
     """Register a stage's model as the new `candidate`, with full lineage when it is known.
 
     Inside a pipeline run the lineage (data version, split digest, de-id profile, ...) comes
-    from the upstream stages' MLflow runs. A stage run by hand (no pipeline run, or upstream
-    stages not recorded) still registers, with the tags it was given, and says so.
+    from the upstream stages' MLflow runs; a head or report generator names as parent the
+    encoder version in its `cxrflow.encoder_version` tag. A stage run by hand (no pipeline
+    run, or upstream stages not recorded) still registers, with the tags it was given.
     """
     c = client or make_client()
     extra = {k: v for k, v in (tags or {}).items() if v}
+    encoder_version = extra.get(TAG_ENCODER_VERSION, "")
+    parents = (
+        [ParentModel(ENCODER_MODEL, encoder_version)]
+        if kind != "encoder" and encoder_version
+        else []
+    )
     if pipeline_run:
         try:
             lineage = lineage_for(

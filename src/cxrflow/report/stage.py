@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from cxrflow.registry.tags import ENCODER_MODEL, ParentModel
 from cxrflow.registry.versions import register_stage_model
 from cxrflow.report.baselines import most_frequent_report, nearest_neighbour_reports, pool_tokens
 from cxrflow.report.config import ReportConfig
@@ -34,11 +33,16 @@ from cxrflow.report.model import (
 )
 from cxrflow.report.tokenizer import small_llama_for, train_bpe_tokenizer
 from cxrflow.report.train import TrainResult, train_report_model
-from cxrflow.tracking import TAG_DATA_VERSION, TAG_PIPELINE_RUN, params_digest, stage_run
+from cxrflow.tracking import (
+    TAG_DATA_VERSION,
+    TAG_ENCODER_VERSION,
+    TAG_PIPELINE_RUN,
+    params_digest,
+    stage_run,
+)
 
 log = logging.getLogger(__name__)
 
-TAG_ENCODER_VERSION = "cxrflow.encoder_version"
 REGISTERED_MODEL = "cxrflow-report-generator"
 TABLE_FILE = "report_table.md"
 METRICS_FILE = "report_metrics.json"
@@ -292,14 +296,12 @@ def _log_and_register(
         artifacts={MODEL_ARTIFACT: str(model_dir)},
         pip_requirements=["cxrflow"],  # the project image carries the exact pins
     )
-    encoder_version = tags.get(TAG_ENCODER_VERSION, "")
     version = register_stage_model(
         info.model_uri,
         name,
         "report_generator",
         pipeline_run=tags.get(TAG_PIPELINE_RUN, ""),
         params_digest=params_digest(config.to_dict()),
-        parents=[ParentModel(ENCODER_MODEL, encoder_version)] if encoder_version else [],
         tags=tags,
     )
     return info.model_uri, version
