@@ -1,4 +1,4 @@
-"""DINOv2 continual pre-training component (a GPU stage on a cluster)."""
+"""DINOv2 continual pre-training component (a GPU stage on a cluster, or a multi-node launcher)."""
 
 from typing import NamedTuple
 
@@ -20,34 +20,74 @@ def pretrain(
     init_from: str = "",
     dvc_remote: str = "",
     pipeline_run: str = "",
+    nodes: int = 1,
+    gpus_per_node: int = 1,
+    job_backend: str = "",
+    job_image: str = "",
+    job_namespace: str = "",
+    job_timeout_hours: float = 0.0,
+    keep_job: bool = False,
 ) -> NamedTuple("PretrainOutputs", [("encoder_dir", str), ("encoder_version", str)]):
     """Continue DINOv2 pre-training of a ViT on the train split of data version `data_version`.
 
-    `steps`/`batch_size` of 0 keep the preset's values; `init_from` is a local Hugging Face
-    DINOv2 directory (empty: random init). Checkpoints live under `runs_dir`, keyed by the
-    data version and the settings, so a retried step resumes where it stopped.
+    `steps`/`batch_size` of 0 keep the preset's values (`batch_size` is the global batch over
+    all GPUs); `init_from` is a local Hugging Face DINOv2 directory (empty: random init).
+    Checkpoints live under `runs_dir`, keyed by the data version and the settings, so a retried
+    step resumes where it stopped.
+
+    `nodes` 1 trains in this pod. `nodes` > 1 launches a Kubeflow Trainer TrainJob
+    (torch-distributed runtime) or, with `job_backend` "pytorchjob", a Training Operator
+    PyTorchJob of `nodes` x `gpus_per_node` GPUs running the same entry point under torchrun,
+    streams its rank-0 log here, fails when it fails and returns its exported encoder. Then
+    `data_dir`, `init_from` and `runs_dir` must be on the shared volumes the job mounts (/data,
+    /checkpoints), and `job_backend`/`job_image` default to the cluster's cxrflow-gpu-pool
+    ConfigMap (else trainjob). `job_namespace` empty: this pod's namespace.
+    `job_timeout_hours` 0: no limit. `keep_job` keeps the finished job and its pods.
     """
+    import logging
     import shutil
     from collections import namedtuple
-    from pathlib import Path
 
-    from cxrflow.ssl.presets import preset as named_preset
-    from cxrflow.stages.pretrain import run_pretrain_stage, work_dir_for
+    from cxrflow.cluster.pretrain_entry import PretrainArgs, run
 
-    changes = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v}
-    config = named_preset(preset, seed=seed, **changes)
-    out = run_pretrain_stage(
-        Path(data_dir),
-        work_dir_for(Path(runs_dir), data_version, config, init_from),
-        config,
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = PretrainArgs.in_runs_dir(
+        runs_dir,
+        data_dir=data_dir,
         data_version=data_version,
-        init_from=Path(init_from) if init_from else None,
-        pipeline_run=pipeline_run,
+        preset=preset,
+        steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        init_from=init_from,
         dvc_remote=dvc_remote,
+        pipeline_run=pipeline_run,
     )
-    shutil.copytree(out.encoder_dir, encoder.path, dirs_exist_ok=True)
+    if nodes < 1:
+        raise ValueError(f"nodes: {nodes} must be >= 1")
+    if nodes == 1:
+        outcome = run(args)
+    else:
+        from cxrflow.cluster import launcher
+
+        launcher.raise_on_sigterm()  # a cancelled run deletes its job
+        outcome = launcher.launch_pretrain(
+            args,
+            launcher.MultiNodeSettings(
+                nodes=nodes,
+                gpus_per_node=gpus_per_node,
+                backend=job_backend,
+                image=job_image,
+                namespace=job_namespace,
+                timeout_s=job_timeout_hours * 3600.0,
+                keep_job=keep_job,
+            ),
+        )
+    shutil.copytree(outcome["encoder_dir"], encoder.path, dirs_exist_ok=True)
     encoder.metadata.update(
-        {"data_version": data_version, "registered_version": out.encoder_version}
+        {"data_version": data_version, "registered_version": outcome["encoder_version"]}
     )
+    if "job" in outcome:  # the TrainJob/PyTorchJob that trained it
+        encoder.metadata["training_job"] = outcome["job"]
     outputs = namedtuple("PretrainOutputs", ["encoder_dir", "encoder_version"])
-    return outputs(str(out.encoder_dir), out.encoder_version)
+    return outputs(outcome["encoder_dir"], outcome["encoder_version"])

@@ -71,6 +71,14 @@ def apply_gpu_settings(
     return task
 
 
+def apply_launcher_settings(task: PipelineTask, *, checkpoint_pvc: str | None) -> PipelineTask:
+    """A step that launches a multi-node job: no GPU, no GPU pool; it mounts the checkpoint
+    volume that the job's nodes write, to collect the encoder they export there. (It creates
+    the job with the run's ServiceAccount: run the pipeline as `cxrflow-launcher`.)"""
+    _mount_pvc(task, checkpoint_pvc, CHECKPOINT_MOUNT)
+    return task
+
+
 def apply_common_settings(
     task: PipelineTask,
     *,

@@ -12,13 +12,18 @@ from components.data_version import version_data
 from components.evaluate import evaluate
 from components.gate import data_gate
 from components.heads import heads
+from components.images import CUDA_IMAGE
 from components.ingest import ingest
 from components.pretrain import pretrain
 from components.publish import DEFAULT_GATE, publish
 from components.report import report
 from components.split import split
 from cxrflow.cluster.config import GpuPool
-from pipelines.kubernetes import apply_common_settings, apply_gpu_settings
+from pipelines.kubernetes import (
+    apply_common_settings,
+    apply_gpu_settings,
+    apply_launcher_settings,
+)
 
 PIPELINE_NAME = "cxrflow-training"
 COMPILED = Path(__file__).with_name("training.yaml")
@@ -49,6 +54,11 @@ def training_pipeline(
     pretrain_batch_size: int = 0,
     pretrain_seed: int = 0,
     init_from: str = "",
+    pretrain_nodes: int = 1,
+    pretrain_gpus_per_node: int = 1,
+    training_backend: str = "",
+    training_job_timeout_hours: float = 0.0,
+    keep_training_job: bool = False,
     heads_preset: str = "tiny",
     report_preset: str = "tiny",
     report_steps: int = 0,
@@ -106,7 +116,15 @@ def training_pipeline(
     with dsl.If(gate_task.output == True, name="train-on-new-data"):  # noqa: E712 (KFP condition)
         # Data-dependent from here on: the data version is an input, so KFP's cache key changes
         # exactly when the data does.
-        pretrain_task = pretrain(
+        #
+        # Multi-node pre-training is a launcher step: it creates a TrainJob/PyTorchJob and follows
+        # it. KFP fixes caching and resources per task at compile time, while `pretrain_nodes` is
+        # known only at run time, so the same component is two tasks: the in-pod GPU step
+        # (nodes <= 1), cached as before, and the launcher (nodes > 1), never cached: its work
+        # is a job KFP neither runs nor tracks, and a cache hit would skip the job. The launcher
+        # holds no GPU: it would idle for the whole run and could keep the job's last node from
+        # being scheduled. Downstream takes the outputs of whichever ran (dsl.OneOf).
+        pretrain_args = dict(
             data_dir=data_dir,
             data_version=version_task.outputs["data_version"],
             runs_dir=runs_dir,
@@ -117,14 +135,35 @@ def training_pipeline(
             init_from=init_from,
             dvc_remote=version_task.outputs["dvc_remote"],
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            nodes=pretrain_nodes,
         )
-        pretrain_task.set_display_name("DINOv2 continual pre-training")
+        with dsl.If(pretrain_nodes <= 1, name="single-node-pretraining"):
+            pretrain_task = pretrain(**pretrain_args)
+            pretrain_task.set_display_name("DINOv2 continual pre-training")
+        with dsl.Else():
+            launch_task = pretrain(
+                **pretrain_args,
+                gpus_per_node=pretrain_gpus_per_node,
+                job_backend=training_backend,
+                # The nodes run the image this step runs in: the same code on both sides.
+                job_image=CUDA_IMAGE,
+                job_timeout_hours=training_job_timeout_hours,
+                keep_job=keep_training_job,
+            )
+            launch_task.set_caching_options(False)
+            launch_task.set_display_name("DINOv2 pre-training: multi-node job")
+        encoder_dir = dsl.OneOf(
+            pretrain_task.outputs["encoder_dir"], launch_task.outputs["encoder_dir"]
+        )
+        encoder_version = dsl.OneOf(
+            pretrain_task.outputs["encoder_version"], launch_task.outputs["encoder_version"]
+        )
 
         heads_task = heads(
             data_dir=data_dir,
             data_version=version_task.outputs["data_version"],
-            encoder_dir=pretrain_task.outputs["encoder_dir"],
-            encoder_version=pretrain_task.outputs["encoder_version"],
+            encoder_dir=encoder_dir,
+            encoder_version=encoder_version,
             runs_dir=runs_dir,
             preset=heads_preset,
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
@@ -134,8 +173,8 @@ def training_pipeline(
         report_task = report(
             data_dir=data_dir,
             data_version=version_task.outputs["data_version"],
-            encoder_dir=pretrain_task.outputs["encoder_dir"],
-            encoder_version=pretrain_task.outputs["encoder_version"],
+            encoder_dir=encoder_dir,
+            encoder_version=encoder_version,
             runs_dir=runs_dir,
             preset=report_preset,
             lm_dir=lm_dir,
@@ -147,7 +186,7 @@ def training_pipeline(
         evaluate_task = evaluate(
             data_dir=data_dir,
             runs_dir=runs_dir,
-            encoder_version=pretrain_task.outputs["encoder_version"],
+            encoder_version=encoder_version,
             report_results=report_task.outputs["results"],
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         )
@@ -156,7 +195,7 @@ def training_pipeline(
         evaluate_task.set_display_name("evaluation")
 
         publish_task = publish(
-            encoder_version=pretrain_task.outputs["encoder_version"],
+            encoder_version=encoder_version,
             evaluation_json=evaluate_task.outputs["Output"],
             gate_config=gate_config,
         )
@@ -171,6 +210,7 @@ def training_pipeline(
         version_task,
         gate_task,
         pretrain_task,
+        launch_task,
         heads_task,
         report_task,
         evaluate_task,
@@ -186,6 +226,7 @@ def training_pipeline(
             data_pvc=None,
             checkpoint_pvc="cxrflow-checkpoints",
         )
+    apply_launcher_settings(launch_task, checkpoint_pvc="cxrflow-checkpoints")
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

@@ -236,6 +236,8 @@ def test_pytorchjob_matches_the_published_training_operator_models(nodes):
         ({"max_restarts": -1}, "max_restarts"),
         ({"rdzv_port": 80}, "rdzv_port"),
         ({"env": {"1BAD": "x"}}, "env"),
+        ({"program": ()}, "program"),
+        ({"program": ("python", "")}, "program"),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_parameter(override, parameter):

@@ -31,6 +31,7 @@ def test_compiled_pipeline_runs_components_from_the_project_image():
         "split",
         "version-data",
         "pretrain",
+        "pretrain-2",  # the same component as the multi-node launcher
         "heads",
         "report",
         "evaluate",
@@ -39,7 +40,8 @@ def test_compiled_pipeline_runs_components_from_the_project_image():
     assert set(executors) == {f"exec-{s}" for s in stages}
     for name, ex in executors.items():
         container = ex["container"]
-        image = "cxrflow-cuda" if name in ("exec-pretrain", "exec-report") else "cxrflow-cpu"
+        cuda = ("exec-pretrain", "exec-pretrain-2", "exec-report")
+        image = "cxrflow-cuda" if name in cuda else "cxrflow-cpu"
         assert container["image"].endswith(":0.1.0") and image in container["image"]
         assert "pip install" not in " ".join(container.get("command", []))
     params = spec["root"]["inputDefinitions"]["parameters"]
@@ -65,3 +67,55 @@ def test_gpu_settings_are_on_exactly_the_gpu_stages():
         ), name
     assert executors["exec-ingest"].get("secretAsVolume"), "the de-id key reaches ingestion only"
     assert not any(executors[n].get("secretAsVolume") for n in executors if n != "exec-ingest")
+
+
+def _task(spec, name):
+    """The task of that name in whichever DAG holds it, with its DAG's component name."""
+    for component, body in spec["components"].items():
+        tasks = body.get("dag", {}).get("tasks", {})
+        if name in tasks:
+            return component, tasks[name]
+    raise KeyError(name)
+
+
+def test_pretraining_is_in_pod_on_one_node_and_an_uncached_launcher_on_more():
+    spec, platform = list(yaml.safe_load_all(COMPILED.read_text()))
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["pretrain_nodes"]["parameterType"] == "NUMBER_INTEGER"
+    assert params["pretrain_nodes"]["defaultValue"] == 1
+    assert params["training_backend"]["defaultValue"] == ""
+    # The two tasks of the pretrain component sit in the If/Else branches on `pretrain_nodes`.
+    branches = spec["components"]["comp-condition-branches-2"]["dag"]
+    conditions = {
+        t["componentRef"]["name"]: t["triggerPolicy"]["condition"]
+        for t in branches["tasks"].values()
+    }
+    in_pod_dag, in_pod = _task(spec, "pretrain")
+    launcher_dag, launcher = _task(spec, "pretrain-2")
+    nodes = "int(inputs.parameter_values['pipelinechannel--pretrain_nodes'])"
+    assert conditions[in_pod_dag] == f"{nodes} <= 1"
+    assert conditions[launcher_dag] == f"!({nodes} <= 1)"
+    # Launcher steps never cache; the in-pod step caches on the data version as before.
+    assert launcher["cachingOptions"].get("enableCache", False) is False
+    assert in_pod["cachingOptions"]["enableCache"] is True
+    inputs = launcher["inputs"]["parameters"]
+    assert inputs["nodes"] == {"componentInputParameter": "pipelinechannel--pretrain_nodes"}
+    assert inputs["job_image"]["runtimeValue"]["constant"].endswith("cxrflow-cuda:0.1.0")
+    assert in_pod["inputs"]["parameters"]["nodes"]["componentInputParameter"].endswith(
+        "pretrain_nodes"
+    )
+    # The launcher holds no GPU and is not pinned to the pool; it mounts the checkpoint volume
+    # the job's nodes write the encoder to.
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    exec_launcher = spec["deploymentSpec"]["executors"]["exec-pretrain-2"]
+    assert "accelerator" not in exec_launcher["container"].get("resources", {})
+    assert not executors["exec-pretrain-2"].get("nodeSelector")
+    mounts = {m["mountPath"]: m["constant"] for m in executors["exec-pretrain-2"]["pvcMount"]}
+    assert mounts["/checkpoints"] == "cxrflow-checkpoints"
+    # Downstream stages read the encoder of whichever branch ran.
+    selectors = branches["outputs"]["parameters"]
+    producers = {
+        tuple(sorted(s["producerSubtask"] for s in p["valueFromOneof"]["parameterSelectors"]))
+        for p in selectors.values()
+    }
+    assert producers == {(in_pod_dag.removeprefix("comp-"), launcher_dag.removeprefix("comp-"))}

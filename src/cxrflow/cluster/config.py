@@ -147,6 +147,9 @@ class DistributedJobConfig:
     image: str
     args: tuple[str, ...]
     namespace: str = "cxrflow"
+    # The program that `args` follow on every node: the `cxrflow` console script by default, or
+    # e.g. ("python", "-m", "cxrflow.cluster.pretrain_entry") for a module entry point.
+    program: tuple[str, ...] = ("cxrflow",)
     nodes: int = 1
     gpus_per_node: int = 1
     cpu_per_node: str = "8"
@@ -169,6 +172,13 @@ class DistributedJobConfig:
             isinstance(self.args, tuple) and len(self.args) > 0,
             "args",
             "must be a non-empty tuple (the cxrflow sub-command and its options)",
+        )
+        _require(
+            isinstance(self.program, tuple)
+            and len(self.program) > 0
+            and all(isinstance(p, str) and p for p in self.program),
+            "program",
+            "must be a non-empty tuple of non-empty strings (e.g. ('cxrflow',))",
         )
         _require(_is_int(self.nodes) and self.nodes >= 1, "nodes", f"{self.nodes!r} must be >= 1")
         _require(

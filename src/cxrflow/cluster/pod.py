@@ -24,6 +24,6 @@ def container_security_context() -> dict[str, Any]:
     return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
-def entrypoint(args: tuple[str, ...]) -> list[str]:
-    """The cxrflow console script with its arguments."""
-    return ["cxrflow", *args]
+def entrypoint(args: tuple[str, ...], program: tuple[str, ...] = ("cxrflow",)) -> list[str]:
+    """The program every node runs (the cxrflow console script by default) with its arguments."""
+    return [*program, *args]

@@ -32,7 +32,7 @@ def torchrun_command(cfg: DistributedJobConfig) -> list[str]:
         f"--rdzv-id={cfg.name}",
         f"--max-restarts={cfg.max_restarts}",
         "--no-python",
-        *entrypoint(cfg.args),
+        *entrypoint(cfg.args, cfg.program),
     ]
 
 

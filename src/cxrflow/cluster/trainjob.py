@@ -32,10 +32,10 @@ def trainer_command(cfg: DistributedJobConfig, runtime: str) -> list[str]:
     """The training container's command under the runtime's launcher."""
     if runtime == "deepspeed-distributed":
         # The MPI runtime writes one hostfile line per node with numProcPerNode slots.
-        return ["mpirun", "--hostfile", MPI_HOSTFILE, *entrypoint(cfg.args)]
+        return ["mpirun", "--hostfile", MPI_HOSTFILE, *entrypoint(cfg.args, cfg.program)]
     # The torch runtime sets PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK, PET_MASTER_ADDR and
     # PET_MASTER_PORT, which torchrun reads as its defaults: the command is the same on every node.
-    return ["torchrun", "--no-python", *entrypoint(cfg.args)]
+    return ["torchrun", "--no-python", *entrypoint(cfg.args, cfg.program)]
 
 
 def _pod_spec_patch(cfg: DistributedJobConfig, override_api: str) -> dict[str, Any]:

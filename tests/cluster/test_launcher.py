@@ -1,0 +1,443 @@
+"""The multi-node launcher against an in-memory stand-in of the Kubernetes API (fake_kube).
+
+What the stand-in cannot show (a controller scheduling pods, a real rendezvous) is covered
+elsewhere: the job objects by tests/cluster/test_jobs.py, the command under torchrun below.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cxrflow.cluster.config import ClusterConfigError, GpuPool, JobStorage
+from cxrflow.cluster.launcher import (
+    EncoderMissingError,
+    JobFailedError,
+    JobLauncher,
+    JobTimeoutError,
+    LaunchError,
+    MultiNodeSettings,
+    build_pretrain_job,
+    check_shared_paths,
+    job_name,
+    launch_pretrain,
+    rank0_pod,
+)
+from cxrflow.cluster.pretrain_entry import MODULE, RESULT_FILE, PretrainArgs, parse_args
+from tests.cluster.fake_kube import FakeCluster, api_error
+
+IMAGE = "ghcr.io/cxrflow/cxrflow-cuda:0.1.0"
+RUNNING_TRAINJOB = {"jobsStatus": [{"name": "node", "active": 2, "ready": 2, "failed": 0}]}
+COMPLETE_TRAINJOB = {
+    "conditions": [
+        {"type": "Created", "status": "True", "reason": "JobsCreationSucceeded"},
+        {"type": "Complete", "status": "True", "reason": "JobsCompleted", "message": "done"},
+    ]
+}
+FAILED_TRAINJOB = {
+    "conditions": [
+        {
+            "type": "Failed",
+            "status": "True",
+            "reason": "TrainingRuntimeFailed",
+            "message": "jobset failed: node-0 exceeded its backoff limit",
+        }
+    ]
+}
+RUNNING_PYTORCHJOB = {"conditions": [{"type": "Running", "status": "True", "reason": "Running"}]}
+SUCCEEDED_PYTORCHJOB = {
+    "conditions": [
+        {"type": "Running", "status": "False", "reason": "Succeeded"},
+        {"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded", "message": "ok"},
+    ]
+}
+POOL = {
+    "node-selector-key": "cloud.example/pool",
+    "node-selector-value": "a100",
+    "taint-key": "nvidia.com/gpu",
+    "taint-value": "present",
+    "taint-effect": "NoSchedule",
+    "gpu-resource": "nvidia.com/gpu",
+    "image": IMAGE,
+    "backend": "trainjob",
+    "trainer-runtime": "torch-distributed",
+}
+RANK0_LOGS = [
+    (1.0, "rank 0: world size 4, resuming at step 0"),
+    (31.5, "step 10 loss 9.87"),
+    (31.5, "step 10 koleo -1.2"),  # two lines with the same timestamp
+    (62.0, "step 20 loss 8.76"),
+    (95.0, "exported the encoder"),
+]
+OTHER_LOGS = [(1.0, "rank 2 of 4 ready"), (60.0, "rank 2 done")]
+
+
+@pytest.fixture
+def shared(tmp_path) -> JobStorage:
+    """Mount points of the job's volumes, as local directories."""
+    (tmp_path / "data" / "ds").mkdir(parents=True)
+    (tmp_path / "ckpt").mkdir()
+    return JobStorage(data_mount=str(tmp_path / "data"), checkpoint_mount=str(tmp_path / "ckpt"))
+
+
+def _args(shared: JobStorage, **kw: Any) -> PretrainArgs:
+    values = dict(
+        data_dir=f"{shared.data_mount}/ds",
+        data_version="0123456789abcdef",
+        steps=20,
+        batch_size=32,
+        pipeline_run="training-run-42",
+    )
+    values.update(kw)
+    return PretrainArgs.in_runs_dir(f"{shared.checkpoint_mount}/runs", **values)
+
+
+def _node_args(job: dict[str, Any]) -> PretrainArgs:
+    """The arguments the job's command gives the entry point on every node."""
+    if job["kind"] == "TrainJob":
+        command = job["spec"]["trainer"]["command"]
+    else:
+        master = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+        command = master["containers"][0]["command"]
+    start = command.index(MODULE) + 1
+    assert command[start - 3 : start] == ["python", "-m", MODULE]
+    return parse_args(command[start:])
+
+
+def _rank0_writes_outputs(job: dict[str, Any]) -> None:
+    """What rank 0 leaves on the checkpoint volume when the stage succeeds."""
+    args = _node_args(job)
+    encoder = Path(args.out_dir) / "encoder"
+    encoder.mkdir(parents=True, exist_ok=True)
+    (encoder / "config.json").write_text('{"model_type": "dinov2"}')
+    (encoder / "model.safetensors").write_bytes(b"weights")
+    Path(args.result_file()).write_text(
+        json.dumps(
+            {
+                "encoder_dir": str(encoder),
+                "encoder_version": "7",
+                "mlflow_run_id": "abc",
+                "metrics": {},
+            }
+        )
+    )
+
+
+def _launch(cluster: FakeCluster, args: PretrainArgs, shared: JobStorage, **kw: Any):
+    settings = dict(nodes=2, gpus_per_node=2, namespace="ml", storage=shared, poll_interval_s=30)
+    settings.update(kw)
+    return launch_pretrain(
+        args,
+        MultiNodeSettings(**settings),
+        custom_api=cluster,
+        core_api=cluster,
+        environ={
+            "MLFLOW_TRACKING_URI": "http://cxrflow-mlflow.cxrflow:5000",
+            "AWS_SECRET_ACCESS_KEY": "must-not-travel",
+        },
+        clock=cluster.clock,
+        sleep=cluster.sleep,
+    )
+
+
+def _streamed(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "cxrflow.cluster.launcher.job"]
+
+
+# --- success ---------------------------------------------------------------------------------
+
+
+def test_trainjob_success_creates_the_job_streams_rank0_and_returns_the_encoder(shared, caplog):
+    caplog.set_level(logging.INFO)
+    cluster = FakeCluster(
+        [{}, RUNNING_TRAINJOB, RUNNING_TRAINJOB, RUNNING_TRAINJOB, COMPLETE_TRAINJOB],
+        rank_logs={"rank0": RANK0_LOGS, "other": OTHER_LOGS},
+        config_maps={"cxrflow-gpu-pool": POOL},
+        on_create=_rank0_writes_outputs,
+    )
+    args = _args(shared)
+    outcome = _launch(cluster, args, shared)
+
+    (job,) = cluster.created
+    assert job["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and job["kind"] == "TrainJob"
+    assert job["metadata"]["namespace"] == "ml"
+    assert job["metadata"]["name"] == job_name("pretrain", args.pipeline_run, args.out_dir)
+    trainer = job["spec"]["trainer"]
+    assert job["spec"]["runtimeRef"]["name"] == "torch-distributed"
+    assert trainer["numNodes"] == 2 and trainer["numProcPerNode"] == 2 and trainer["image"] == IMAGE
+    assert trainer["command"][:2] == ["torchrun", "--no-python"]
+    assert _node_args(job) == args  # every node runs the same stage arguments
+    env = {e["name"]: e["value"] for e in trainer["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == "http://cxrflow-mlflow.cxrflow:5000"
+    assert env["CXRFLOW_WORLD_SIZE"] == "4"
+    assert "AWS_SECRET_ACCESS_KEY" not in env  # credentials never enter a job spec
+    pod = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
+        "replicatedJobs"
+    ][0]["template"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"cloud.example/pool": "a100"}  # from the ConfigMap
+
+    # Every rank-0 line once, in order; nothing from the other nodes.
+    assert _streamed(caplog) == [
+        f"[{cluster_pod}] {line}"
+        for cluster_pod in [f"{job['metadata']['name']}-node-0-0-x0z"]
+        for _, line in RANK0_LOGS
+    ]
+    # The job is gone afterwards, and the encoder is where the nodes wrote it.
+    assert cluster.deleted == [job["metadata"]["name"]]
+    assert outcome["encoder_dir"] == f"{args.out_dir}/encoder"
+    assert outcome["encoder_version"] == "7"
+    assert outcome["job"] == f"TrainJob ml/{job['metadata']['name']}"
+    assert any("is Succeeded" in r.getMessage() for r in caplog.records)
+
+
+def test_pytorchjob_backend_from_the_configmap_follows_the_master_pod(shared, caplog):
+    caplog.set_level(logging.INFO)
+    cluster = FakeCluster(
+        [{}, RUNNING_PYTORCHJOB, RUNNING_PYTORCHJOB, RUNNING_PYTORCHJOB, SUCCEEDED_PYTORCHJOB],
+        rank_logs={"rank0": RANK0_LOGS, "other": OTHER_LOGS},
+        config_maps={"cxrflow-gpu-pool": {**POOL, "backend": "pytorchjob"}},
+        on_create=_rank0_writes_outputs,
+    )
+    args = _args(shared)
+    outcome = _launch(cluster, args, shared, nodes=4, gpus_per_node=8, image="")
+
+    (job,) = cluster.created
+    assert job["kind"] == "PyTorchJob" and job["apiVersion"] == "kubeflow.org/v1"
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert replicas["Master"]["replicas"] + replicas["Worker"]["replicas"] == 4
+    assert replicas["Master"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    assert _node_args(job) == args
+    assert [line.split("] ", 1)[1] for line in _streamed(caplog)] == [t for _, t in RANK0_LOGS]
+    assert all(r["container"] == "pytorch" for r in cluster.log_reads)
+    assert outcome["encoder_version"] == "7"
+
+
+def test_logs_wait_for_the_pod_and_overlapping_reads_emit_each_line_once(shared):
+    lines: list[str] = []
+    cluster = FakeCluster(
+        [{}] + [RUNNING_TRAINJOB] * 8 + [COMPLETE_TRAINJOB],
+        rank_logs={"rank0": [(50.0 + t, line) for t, line in RANK0_LOGS]},
+        pods_start_after_s=45.0,  # the pods are Pending for the first polls
+        log_latency_s=[0.0, 4.0, 0.5, 6.0],  # the kubelet serves some reads late
+    )
+    job = _job(shared, nodes=2)
+    launcher = JobLauncher(
+        cluster,
+        cluster,
+        poll_interval_s=20,
+        clock=cluster.clock,
+        sleep=cluster.sleep,
+        emit=lambda pod, line: lines.append(line),
+    )
+    result = launcher.run(job)
+    assert lines == [t for _, t in RANK0_LOGS]
+    assert result.log_lines == len(RANK0_LOGS)
+    reads = [r["since_seconds"] for r in cluster.log_reads]
+    assert reads[0] is None and all(s is not None and s >= 20 for s in reads[1:])
+
+
+# --- failure, timeout, clean-up ----------------------------------------------------------------
+
+
+def _job(shared: JobStorage, nodes: int, backend: str = "trainjob", gpus: int = 1, **kw: Any):
+    args = _args(shared, **kw)
+    return build_pretrain_job(
+        args,
+        MultiNodeSettings(nodes=nodes, gpus_per_node=gpus, storage=shared),
+        name=job_name("pretrain", args.pipeline_run, args.out_dir),
+        namespace="ml",
+        image=IMAGE,
+        backend=backend,
+        pool=GpuPool(),
+        env={},
+    )
+
+
+def test_failed_job_fails_the_step_with_its_message_and_last_lines(shared):
+    cluster = FakeCluster(
+        [RUNNING_TRAINJOB, RUNNING_TRAINJOB, FAILED_TRAINJOB],
+        rank_logs={"rank0": [(1.0, "step 1"), (40.0, "RuntimeError: CUDA out of memory")]},
+        on_create=_rank0_writes_outputs,  # even with files there, a failed job is a failure
+    )
+    job = _job(shared, nodes=2)
+    name = job["metadata"]["name"]
+    with pytest.raises(JobFailedError) as err:
+        JobLauncher(cluster, cluster, clock=cluster.clock, sleep=cluster.sleep).run(job)
+    message = str(err.value)
+    assert f"TrainJob ml/{name} failed" in message
+    assert "TrainingRuntimeFailed" in message and "exceeded its backoff limit" in message
+    assert "CUDA out of memory" in message  # the rank-0 pod's last lines
+    assert cluster.deleted == [name]
+
+
+def test_failed_job_is_kept_when_asked(shared):
+    cluster = FakeCluster([FAILED_TRAINJOB])
+    job = _job(shared, nodes=2)
+    launcher = JobLauncher(
+        cluster, cluster, keep_job=True, clock=cluster.clock, sleep=cluster.sleep
+    )
+    with pytest.raises(JobFailedError):
+        launcher.run(job)
+    assert cluster.deleted == []
+
+
+def test_launch_pretrain_raises_on_a_failed_job_and_returns_nothing(shared):
+    cluster = FakeCluster(
+        [RUNNING_TRAINJOB, FAILED_TRAINJOB], config_maps={"cxrflow-gpu-pool": POOL}
+    )
+    with pytest.raises(JobFailedError, match="exceeded its backoff limit"):
+        _launch(cluster, _args(shared), shared)
+
+
+def test_timeout_names_the_job_and_deletes_it(shared):
+    cluster = FakeCluster([RUNNING_TRAINJOB])  # never finishes
+    job = _job(shared, nodes=4)
+    launcher = JobLauncher(
+        cluster,
+        cluster,
+        poll_interval_s=60,
+        timeout_s=600,
+        clock=cluster.clock,
+        sleep=cluster.sleep,
+    )
+    with pytest.raises(JobTimeoutError, match=rf"TrainJob ml/{job['metadata']['name']} did not"):
+        launcher.run(job)
+    assert 600 <= cluster.now <= 660
+    assert cluster.deleted == [job["metadata"]["name"]]
+
+
+def test_cancellation_deletes_the_job(shared):
+    cluster = FakeCluster([RUNNING_TRAINJOB])
+
+    def cancelled(seconds: float) -> None:
+        raise SystemExit(143)  # what raise_on_sigterm turns SIGTERM into
+
+    job = _job(shared, nodes=2)
+    with pytest.raises(SystemExit):
+        JobLauncher(cluster, cluster, clock=cluster.clock, sleep=cancelled).run(job)
+    assert cluster.deleted == [job["metadata"]["name"]]
+
+
+def test_succeeded_job_without_an_encoder_is_an_error(shared):
+    cluster = FakeCluster([COMPLETE_TRAINJOB], config_maps={"cxrflow-gpu-pool": POOL})
+    with pytest.raises(EncoderMissingError, match=RESULT_FILE):
+        _launch(cluster, _args(shared), shared)
+
+
+def test_refused_job_reports_the_api_message(shared):
+    class Refusing(FakeCluster):
+        def create_namespaced_custom_object(self, *a, **kw):
+            raise api_error(422, "Unprocessable Entity", 'TrainJob "x" is invalid: spec.trainer')
+
+    cluster = Refusing([])
+    with pytest.raises(LaunchError, match=r"could not create TrainJob .*422.*spec\.trainer"):
+        JobLauncher(cluster, cluster, clock=cluster.clock, sleep=cluster.sleep).run(
+            _job(shared, nodes=2)
+        )
+
+
+# --- a retried step finds the job of its previous attempt ---------------------------------------
+
+
+def test_retried_step_follows_the_running_job_instead_of_starting_another(shared):
+    cluster = FakeCluster([RUNNING_TRAINJOB, COMPLETE_TRAINJOB])
+    job = _job(shared, nodes=2)
+    cluster.create_namespaced_custom_object(
+        "trainer.kubeflow.org", "v1alpha1", "ml", "trainjobs", job
+    )
+    JobLauncher(cluster, cluster, clock=cluster.clock, sleep=cluster.sleep).run(job)
+    assert len(cluster.created) == 1
+
+
+def test_retried_step_replaces_a_failed_job(shared):
+    cluster = FakeCluster([RUNNING_TRAINJOB, COMPLETE_TRAINJOB], delete_takes_reads=2)
+    job = _job(shared, nodes=2)
+    old = {**job, "status": FAILED_TRAINJOB}
+    cluster.create_namespaced_custom_object(
+        "trainer.kubeflow.org", "v1alpha1", "ml", "trainjobs", old
+    )
+    JobLauncher(cluster, cluster, poll_interval_s=5, clock=cluster.clock, sleep=cluster.sleep).run(
+        job
+    )
+    assert len(cluster.created) == 2 and "status" not in cluster.created[1]
+    assert cluster.deleted == [job["metadata"]["name"]] * 2  # the failed one, then the new one
+
+
+# --- the job objects for 1, 2 and 4 nodes -------------------------------------------------------
+
+
+@pytest.mark.parametrize("nodes", [1, 2, 4])
+@pytest.mark.parametrize("backend", ["trainjob", "pytorchjob"])
+def test_world_size_is_consistent_for_1_2_4_nodes(shared, nodes, backend):
+    gpus = 8
+    job = _job(shared, nodes=nodes, backend=backend, gpus=gpus, batch_size=640)
+    if backend == "trainjob":
+        trainer = job["spec"]["trainer"]
+        assert trainer["numNodes"] == nodes and trainer["numProcPerNode"] == gpus
+        env = trainer["env"]
+        assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == str(gpus)
+    else:
+        spec = job["spec"]
+        replicas = spec["pytorchReplicaSpecs"]
+        workers = replicas.get("Worker", {}).get("replicas", 0)
+        assert replicas["Master"]["replicas"] == 1 and 1 + workers == nodes
+        policy = spec["elasticPolicy"]
+        assert policy["minReplicas"] == policy["maxReplicas"] == nodes
+        assert spec["nprocPerNode"] == str(gpus)
+        container = replicas["Master"]["template"]["spec"]["containers"][0]
+        assert f"--nnodes={nodes}:{nodes}" in container["command"]
+        assert f"--nproc-per-node={gpus}" in container["command"]
+        env = container["env"]
+    assert {e["name"]: e["value"] for e in env}["CXRFLOW_WORLD_SIZE"] == str(nodes * gpus)
+    assert _node_args(job).batch_size == 640  # the global batch, split over nodes x gpus
+
+
+def test_global_batch_must_split_over_the_world(shared):
+    with pytest.raises(ClusterConfigError, match=r"^batch_size: 30 .* world size 8"):
+        _job(shared, nodes=4, gpus=2, batch_size=30)
+
+
+def test_rank0_pod_selectors_follow_the_controllers_labels(shared):
+    trainjob = rank0_pod(_job(shared, nodes=2))
+    assert trainjob.container == "node"
+    assert "jobset.sigs.k8s.io/replicatedjob-name=node" in trainjob.label_selector
+    assert "batch.kubernetes.io/job-completion-index=0" in trainjob.label_selector
+    pytorch = rank0_pod(_job(shared, nodes=2, backend="pytorchjob"))
+    assert pytorch.container == "pytorch"
+    assert "training.kubeflow.org/replica-type=master" in pytorch.label_selector
+
+
+# --- paths the job's pods cannot see are refused before anything is created -----------------------
+
+
+def test_paths_off_the_shared_volumes_are_refused(shared, tmp_path):
+    args = _args(shared)
+    with pytest.raises(ClusterConfigError, match=r"^data_dir: "):
+        check_shared_paths(shared, reads={"data_dir": str(tmp_path / "elsewhere")}, writes={})
+    with pytest.raises(ClusterConfigError, match=r"^out_dir: .* checkpoint volume"):
+        check_shared_paths(shared, reads={}, writes={"out_dir": f"{shared.data_mount}/runs"})
+    cluster = FakeCluster([COMPLETE_TRAINJOB], config_maps={"cxrflow-gpu-pool": POOL})
+    local = PretrainArgs.in_runs_dir(".cxrflow/runs", data_dir=args.data_dir, data_version="x")
+    with pytest.raises(ClusterConfigError, match=r"^out_dir: "):
+        _launch(cluster, local, shared)
+    assert cluster.created == []
+
+
+def test_one_node_is_not_a_job_and_an_image_is_required(shared):
+    cluster = FakeCluster([COMPLETE_TRAINJOB])
+    with pytest.raises(ClusterConfigError, match=r"^nodes: "):
+        _launch(cluster, _args(shared), shared, nodes=1)
+    with pytest.raises(ClusterConfigError, match=r"^image: "):
+        _launch(cluster, _args(shared), shared, image="")  # and no ConfigMap
+    assert cluster.created == []
+
+
+def test_job_name_is_a_stable_valid_name():
+    a = job_name("pretrain", "run-1", "/checkpoints/runs/x")
+    assert a == job_name("pretrain", "run-1", "/checkpoints/runs/x")
+    assert a != job_name("pretrain", "run-2", "/checkpoints/runs/x")
+    assert a.startswith("cxrflow-pretrain-") and len(a) <= 40
