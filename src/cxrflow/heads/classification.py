@@ -108,9 +108,14 @@ def image_batches(
     batch_size: int,
     device: str,
 ) -> Batches:
-    """Mini-batches of augmented images encoded by the frozen encoder on the fly."""
+    """Mini-batches of augmented images encoded by the frozen encoder on the fly.
+
+    The encoder runs in eval mode, as for the cached features: frozen means deterministic
+    (no drop path or dropout), so an un-augmented image gives its cached features.
+    """
 
     def batches(gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        encoder.eval()
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen)
         for batch in loader:
             with torch.no_grad():
@@ -232,6 +237,18 @@ def run_classification(
     `features[split]` are cached features of `frames[split]` (rows aligned). In augmented mode
     `augmented(train_frame, labels)` gives the image batches and steps per epoch.
     """
+    # never train silently in the other mode than the one configured (and logged)
+    if cfg.mode == "augmented" and augmented is None:
+        raise HeadsConfigError(
+            "classification.mode='augmented' needs augmented image batches (`augmented=`); "
+            "without them the probe would train on cached features. Pass them or set "
+            "classification.mode='cached'"
+        )
+    if cfg.mode == "cached" and augmented is not None:
+        raise HeadsConfigError(
+            "classification.mode='cached' but augmented image batches were given; set "
+            "classification.mode='augmented' to train on them"
+        )
     train_df = frames["train"]
     findings = usable_findings(train_df, cfg)
     kind = cfg.features

@@ -325,6 +325,7 @@ class _Context:
         )
 
         def batches(gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            self.encoder.eval()  # frozen: deterministic, as for the cached maps
             for batch in DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen):
                 with torch.no_grad():
                     maps = encode_batch(self.encoder, batch["pixels"].to(device), layers)["layers"]
