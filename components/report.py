@@ -1,4 +1,4 @@
-"""LLaVA-style report-generation fine-tuning component (a GPU stage on a cluster)."""
+"""LLaVA-style report-generation fine-tuning component (a GPU stage, or a multi-node launcher)."""
 
 from typing import NamedTuple
 
@@ -20,33 +20,80 @@ def report(
     lm_dir: str = "",
     steps: int = 0,
     pipeline_run: str = "",
+    deepspeed: str = "",
+    nodes: int = 1,
+    gpus_per_node: int = 1,
+    job_backend: str = "",
+    job_runtime: str = "",
+    job_image: str = "",
+    job_namespace: str = "",
+    job_timeout_hours: float = 0.0,
+    keep_job: bool = False,
 ) -> NamedTuple("ReportOutputs", [("results", str), ("report_version", str)]):
     """Fine-tune projector + LM on the frozen encoder; generate and score test reports.
 
     `lm_dir` is a local Hugging Face Llama-family directory or a .gguf file (empty: a small
     Llama built from config with a BPE tokenizer trained on the training reports); `steps`
-    > 0 replaces the preset's length (epochs or steps).
+    > 0 replaces the preset's length (epochs or steps); `deepspeed` ("zero2", "zero3" or a
+    JSON path; empty: the preset's) trains under DeepSpeed ZeRO.
+
+    `nodes` 1 trains in this pod. `nodes` > 1 launches a Kubeflow Trainer TrainJob (the
+    `deepspeed-distributed` runtime unless `job_runtime` or the cxrflow-gpu-pool ConfigMap's
+    `report-trainer-runtime` names another) or, with `job_backend` "pytorchjob", a Training
+    Operator PyTorchJob under torchrun, of `nodes` x `gpus_per_node` GPUs, all running the same
+    entry point (ZeRO-2 unless `deepspeed` or the preset says otherwise); it streams the rank-0
+    log here, fails when the job fails and returns the saved model. Then `data_dir`,
+    `encoder_dir`, `lm_dir` and `runs_dir` must be on the shared volumes the job mounts (/data,
+    /checkpoints), and the preset's global batch must split over all GPUs (the `paper` preset:
+    128 = 32 per GPU x accumulation). `job_backend`/`job_image` default to the ConfigMap (else
+    trainjob). `job_namespace` empty: this pod's namespace. `job_timeout_hours` 0: no limit.
+    `keep_job` keeps the finished job and its pods.
     """
+    import logging
     import shutil
     from collections import namedtuple
     from pathlib import Path
 
-    from cxrflow.report.config import ReportConfig
-    from cxrflow.report.stage import METRICS_FILE, run_report_stage
+    from cxrflow.cluster.report_entry import ReportArgs, run
 
-    out_dir = Path(runs_dir) / f"report-{data_version[:12]}-{encoder_version or 'local'}-{preset}"
-    out = run_report_stage(
-        Path(data_dir),
-        Path(encoder_dir),
-        lm_dir=Path(lm_dir) if lm_dir else None,
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = ReportArgs.in_runs_dir(
+        runs_dir,
+        data_dir=data_dir,
+        encoder_dir=encoder_dir,
         data_version=data_version,
         encoder_version=encoder_version,
-        config=ReportConfig.named(preset, **({"max_steps": steps} if steps > 0 else {})),
-        out_dir=out_dir,
+        preset=preset,
+        lm_dir=lm_dir,
+        steps=steps,
+        deepspeed=deepspeed,
         pipeline_run=pipeline_run,
     )
-    Path(table.path).write_text(out.table_markdown)
-    shutil.copytree(out.model_dir, generator.path, dirs_exist_ok=True)
-    generator.metadata.update({"registered_version": out.model_version})
+    if nodes < 1:
+        raise ValueError(f"nodes: {nodes} must be >= 1")
+    if nodes == 1:
+        outcome = run(args)
+    else:
+        from cxrflow.cluster import launcher
+
+        launcher.raise_on_sigterm()  # a cancelled run deletes its job
+        outcome = launcher.launch_report(
+            args,
+            launcher.MultiNodeSettings(
+                nodes=nodes,
+                gpus_per_node=gpus_per_node,
+                backend=job_backend,
+                runtime=job_runtime,
+                image=job_image,
+                namespace=job_namespace,
+                timeout_s=job_timeout_hours * 3600.0,
+                keep_job=keep_job,
+            ),
+        )
+    Path(table.path).write_text(outcome["table_markdown"])
+    shutil.copytree(outcome["model_dir"], generator.path, dirs_exist_ok=True)
+    generator.metadata.update({"registered_version": outcome["model_version"]})
+    if "job" in outcome:  # the TrainJob/PyTorchJob that trained it
+        generator.metadata["training_job"] = outcome["job"]
     outputs = namedtuple("ReportOutputs", ["results", "report_version"])
-    return outputs(str(out_dir / METRICS_FILE), out.model_version)
+    return outputs(outcome["results"], outcome["model_version"])

@@ -62,6 +62,8 @@ def training_pipeline(
     heads_preset: str = "tiny",
     report_preset: str = "tiny",
     report_steps: int = 0,
+    report_nodes: int = 1,
+    report_gpus_per_node: int = 1,
     lm_dir: str = "",
     gate_config: str = DEFAULT_GATE,
     force_train: bool = False,
@@ -170,7 +172,9 @@ def training_pipeline(
         )
         heads_task.set_display_name("heads: probes, segmentation, demographics")
 
-        report_task = report(
+        # Report fine-tuning: the same two-task design as pre-training, on `report_nodes`. The
+        # launcher's TrainJob uses the Trainer's deepspeed-distributed runtime by default.
+        report_args = dict(
             data_dir=data_dir,
             data_version=version_task.outputs["data_version"],
             encoder_dir=encoder_dir,
@@ -180,14 +184,31 @@ def training_pipeline(
             lm_dir=lm_dir,
             steps=report_steps,
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            nodes=report_nodes,
         )
-        report_task.set_display_name("report generation (LLaVA)")
+        with dsl.If(report_nodes <= 1, name="single-node-report"):
+            report_task = report(**report_args)
+            report_task.set_display_name("report generation (LLaVA)")
+        with dsl.Else():
+            report_launch_task = report(
+                **report_args,
+                gpus_per_node=report_gpus_per_node,
+                job_backend=training_backend,
+                job_image=CUDA_IMAGE,
+                job_timeout_hours=training_job_timeout_hours,
+                keep_job=keep_training_job,
+            )
+            report_launch_task.set_caching_options(False)
+            report_launch_task.set_display_name("report generation (LLaVA): multi-node job")
+        report_results = dsl.OneOf(
+            report_task.outputs["results"], report_launch_task.outputs["results"]
+        )
 
         evaluate_task = evaluate(
             data_dir=data_dir,
             runs_dir=runs_dir,
             encoder_version=encoder_version,
-            report_results=report_task.outputs["results"],
+            report_results=report_results,
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         )
         evaluate_task.after(heads_task)
@@ -213,6 +234,7 @@ def training_pipeline(
         launch_task,
         heads_task,
         report_task,
+        report_launch_task,
         evaluate_task,
         publish_task,
     ):
@@ -226,7 +248,8 @@ def training_pipeline(
             data_pvc=None,
             checkpoint_pvc="cxrflow-checkpoints",
         )
-    apply_launcher_settings(launch_task, checkpoint_pvc="cxrflow-checkpoints")
+    for task in (launch_task, report_launch_task):
+        apply_launcher_settings(task, checkpoint_pvc="cxrflow-checkpoints")
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

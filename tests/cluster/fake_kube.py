@@ -64,18 +64,23 @@ def controller_pods(job: dict[str, Any]) -> list[FakePod]:
     name = job["metadata"]["name"]
     if job["kind"] == "TrainJob":
         nodes = job["spec"]["trainer"]["numNodes"]
+        # The MPI (deepspeed-distributed) runtime runs the launcher as node 0 and nodes - 1
+        # `node` pods; the torch runtime `nodes` of them.
+        mpi = job["spec"]["runtimeRef"]["name"] == "deepspeed-distributed"
+        roles = [("launcher", 0)] + [("node", i) for i in range(nodes - 1)] if mpi else []
+        roles = roles or [("node", i) for i in range(nodes)]
         return [
             FakePod(
-                name=f"{name}-node-0-{i}-x{i}z",
+                name=f"{name}-{replicated}-0-{i}-x{i}z",
                 labels={
                     "jobset.sigs.k8s.io/jobset-name": name,
-                    "jobset.sigs.k8s.io/replicatedjob-name": "node",
+                    "jobset.sigs.k8s.io/replicatedjob-name": replicated,
                     "jobset.sigs.k8s.io/job-index": "0",
                     "batch.kubernetes.io/job-completion-index": str(i),
                 },
                 container="node",
             )
-            for i in range(nodes)
+            for replicated, i in roles
         ]
     replicas = job["spec"]["pytorchReplicaSpecs"]
     pods = [

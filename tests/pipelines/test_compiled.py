@@ -34,13 +34,14 @@ def test_compiled_pipeline_runs_components_from_the_project_image():
         "pretrain-2",  # the same component as the multi-node launcher
         "heads",
         "report",
+        "report-2",  # the same component as the multi-node launcher
         "evaluate",
         "publish",
     }
     assert set(executors) == {f"exec-{s}" for s in stages}
     for name, ex in executors.items():
         container = ex["container"]
-        cuda = ("exec-pretrain", "exec-pretrain-2", "exec-report")
+        cuda = ("exec-pretrain", "exec-pretrain-2", "exec-report", "exec-report-2")
         image = "cxrflow-cuda" if name in cuda else "cxrflow-cpu"
         assert container["image"].endswith(":0.1.0") and image in container["image"]
         assert "pip install" not in " ".join(container.get("command", []))

@@ -5,7 +5,10 @@ The pre-training step with `nodes > 1` does not train: it creates a Kubeflow Tra
 torchrun on every node, follows the job's status conditions, streams the logs of the rank-0 pod
 into its own log, fails with the job's message when the job fails or a time limit passes, deletes
 the job (unless asked to keep it), and finally checks that the encoder the job exported is on
-the shared checkpoint volume.
+the shared checkpoint volume. Report fine-tuning with `nodes > 1` goes the same way
+(`launch_report`, `python -m cxrflow.cluster.report_entry` on every node, by default on the
+Trainer's MPI-based `deepspeed-distributed` runtime) and collects the saved report model; both
+are `launch_stage` with a stage's job builder and outcome check.
 
 The Kubernetes API objects are constructor arguments (`kubernetes.client.CustomObjectsApi` and
 `CoreV1Api` in production, `kube_apis()` builds them), so that tests can pass a small in-memory
@@ -23,9 +26,9 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
@@ -37,7 +40,10 @@ from cxrflow.cluster.config import (
     JobStorage,
     check_name,
 )
-from cxrflow.cluster.pretrain_entry import PROGRAM, PretrainArgs
+from cxrflow.cluster.pretrain_entry import PROGRAM as PRETRAIN_PROGRAM
+from cxrflow.cluster.pretrain_entry import PretrainArgs
+from cxrflow.cluster.report_entry import PROGRAM as REPORT_PROGRAM
+from cxrflow.cluster.report_entry import ReportArgs
 from cxrflow.cluster.status import JobPhase, JobState, job_state
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,14 @@ FORWARDED_ENV: tuple[str, ...] = (
 )
 # What a Hugging Face DINOv2 export holds at the least (cxrflow.models.hf.save_hf_dinov2).
 ENCODER_FILES: tuple[str, ...] = ("config.json", "model.safetensors")
+# What a saved report model holds at the least (weights: one or more *.safetensors files).
+REPORT_MODEL_FILES: tuple[str, ...] = ("config.json",)
+# The Trainer runtime of each stage's TrainJob: pre-training's entry reads torchrun's variables;
+# the report entry also runs under the MPI-based DeepSpeed runtime.
+PRETRAIN_RUNTIME = "torch-distributed"
+REPORT_RUNTIME = "deepspeed-distributed"
+# The ZeRO stage of a multi-node report job whose preset names none.
+DEFAULT_REPORT_ZERO = "zero2"
 
 
 class LaunchError(RuntimeError):
@@ -75,6 +89,10 @@ class JobTimeoutError(LaunchError):
 
 class EncoderMissingError(LaunchError):
     """The job succeeded but its exported encoder is not on the shared volume."""
+
+
+class ReportModelMissingError(LaunchError):
+    """The job succeeded but the saved report model or its metrics are not on the shared volume."""
 
 
 @dataclass(frozen=True)
@@ -518,8 +536,8 @@ def check_shared_paths(
 
 @dataclass(frozen=True)
 class MultiNodeSettings:
-    """Where and how a multi-node pre-training job runs. Empty strings take the cluster's
-    `cxrflow-gpu-pool` ConfigMap value (backend, image), else the default."""
+    """Where and how a multi-node training job runs. Empty strings take the cluster's
+    `cxrflow-gpu-pool` ConfigMap value (backend, image, runtime), else the stage's default."""
 
     nodes: int
     gpus_per_node: int = 1
@@ -532,6 +550,61 @@ class MultiNodeSettings:
     poll_interval_s: float = 30.0
     keep_job: bool = False
     storage: JobStorage = field(default_factory=JobStorage)
+    # The Trainer runtime (TrainJob backend only): "" for the stage's default.
+    runtime: str = ""
+
+
+class StageArgs(Protocol):
+    """What the launcher needs of a stage's arguments (PretrainArgs, ReportArgs)."""
+
+    out_dir: str
+    pipeline_run: str
+
+    def to_argv(self) -> tuple[str, ...]: ...
+
+    def result_file(self) -> Path: ...
+
+
+def build_stage_job(
+    stage: str,
+    program: tuple[str, ...],
+    args: StageArgs,
+    settings: MultiNodeSettings,
+    *,
+    name: str,
+    namespace: str,
+    image: str,
+    backend: str,
+    pool: GpuPool,
+    env: Mapping[str, str],
+    runtime: str = "torch-distributed",
+    override_api: str = "runtimePatches",
+) -> dict[str, Any]:
+    """The TrainJob (`runtime`) or PyTorchJob (torchrun) running `program <args>` on every node."""
+    if backend not in BACKENDS:
+        raise ClusterConfigError(f"backend: {backend!r} is not one of {BACKENDS}")
+    cfg = DistributedJobConfig(
+        name=name,
+        image=image,
+        args=args.to_argv(),
+        program=program,
+        namespace=namespace,
+        nodes=settings.nodes,
+        gpus_per_node=settings.gpus_per_node,
+        cpu_per_node=settings.cpu_per_node,
+        memory_per_node=settings.memory_per_node,
+        env=dict(env),
+        labels={"cxrflow.io/stage": stage},
+        gpu_pool=pool,
+        storage=settings.storage,
+    )
+    if backend == "pytorchjob":
+        return pytorchjob.build_pytorchjob(cfg)
+    return trainjob.build_trainjob(
+        cfg,
+        runtime=runtime,  # type: ignore[arg-type]  (checked by build_trainjob)
+        override_api=override_api,  # type: ignore[arg-type]  (checked by build_trainjob)
+    )
 
 
 def build_pretrain_job(
@@ -545,50 +618,82 @@ def build_pretrain_job(
     pool: GpuPool,
     env: Mapping[str, str],
     override_api: str = "runtimePatches",
+    runtime: str = PRETRAIN_RUNTIME,
 ) -> dict[str, Any]:
     """The TrainJob (torch-distributed runtime) or PyTorchJob running the entry on every node."""
-    if backend not in BACKENDS:
-        raise ClusterConfigError(f"backend: {backend!r} is not one of {BACKENDS}")
-    cfg = DistributedJobConfig(
-        name=name,
-        image=image,
-        args=args.to_argv(),
-        program=PROGRAM,
-        namespace=namespace,
-        nodes=settings.nodes,
-        gpus_per_node=settings.gpus_per_node,
-        cpu_per_node=settings.cpu_per_node,
-        memory_per_node=settings.memory_per_node,
-        env=dict(env),
-        labels={"cxrflow.io/stage": "pretrain"},
-        gpu_pool=pool,
-        storage=settings.storage,
-    )
+    world_size = settings.nodes * settings.gpus_per_node
     config = args.config()
-    per_step = cfg.world_size * config.grad_accum_steps
+    per_step = world_size * config.grad_accum_steps
     if config.batch_size % per_step:
         raise ClusterConfigError(
-            f"batch_size: {config.batch_size} is not divisible by world size {cfg.world_size} "
+            f"batch_size: {config.batch_size} is not divisible by world size {world_size} "
             f"x grad_accum_steps {config.grad_accum_steps} ({settings.nodes} nodes x "
             f"{settings.gpus_per_node} GPUs)"
         )
-    if backend == "pytorchjob":
-        return pytorchjob.build_pytorchjob(cfg)
-    return trainjob.build_trainjob(
-        cfg,
-        runtime="torch-distributed",
-        override_api=override_api,  # type: ignore[arg-type]  (checked by build_trainjob)
+    return build_stage_job(
+        "pretrain",
+        PRETRAIN_PROGRAM,
+        args,
+        settings,
+        name=name,
+        namespace=namespace,
+        image=image,
+        backend=backend,
+        pool=pool,
+        env=env,
+        runtime=runtime,
+        override_api=override_api,
     )
 
 
-def collect_encoder(
-    result_file: Path,
+def build_report_job(
+    args: ReportArgs,
+    settings: MultiNodeSettings,
     *,
+    name: str,
+    namespace: str,
+    image: str,
+    backend: str,
+    pool: GpuPool,
+    env: Mapping[str, str],
+    override_api: str = "runtimePatches",
+    runtime: str = REPORT_RUNTIME,
+) -> dict[str, Any]:
+    """The TrainJob (deepspeed-distributed runtime: mpirun) or PyTorchJob (torchrun) running the
+    report entry on every node; the global batch must split over all GPUs."""
+    world_size = settings.nodes * settings.gpus_per_node
+    try:
+        args.config().accumulation_steps(world_size)
+    except ValueError as exc:
+        raise ClusterConfigError(
+            f"global_batch_size: {exc} ({settings.nodes} nodes x {settings.gpus_per_node} GPUs)"
+        ) from exc
+    return build_stage_job(
+        "report",
+        REPORT_PROGRAM,
+        args,
+        settings,
+        name=name,
+        namespace=namespace,
+        image=image,
+        backend=backend,
+        pool=pool,
+        env=env,
+        runtime=runtime,
+        override_api=override_api,
+    )
+
+
+def collect_outcome(
+    result_file: Path,
+    missing: Callable[[dict[str, Any]], str],
+    *,
+    error: type[LaunchError] = LaunchError,
     attempts: int = 6,
     delay_s: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """The stage outcome rank 0 wrote, once its encoder export is complete on the shared volume.
+    """The stage outcome rank 0 wrote, once `missing(outcome)` finds nothing missing.
 
     A few attempts: a ReadWriteMany volume (NFS and friends) may show another node's files a
     little late.
@@ -601,14 +706,129 @@ def collect_encoder(
             problem = f"the job's result file {result_file} is missing"
             continue
         outcome = json.loads(result_file.read_text())
-        encoder_dir = Path(outcome.get("encoder_dir") or "")
-        missing = [f for f in ENCODER_FILES if not (encoder_dir / f).is_file()]
-        if not missing:
+        problem = missing(outcome)
+        if not problem:
             return outcome
-        problem = f"the exported encoder {encoder_dir} lacks {', '.join(missing)}"
-    raise EncoderMissingError(
-        f"{problem} after the job succeeded (is {result_file.parent} shared?)"
+    raise error(f"{problem} after the job succeeded (is {result_file.parent} shared?)")
+
+
+def _missing_encoder(outcome: dict[str, Any]) -> str:
+    encoder_dir = Path(outcome.get("encoder_dir") or "")
+    missing = [f for f in ENCODER_FILES if not (encoder_dir / f).is_file()]
+    return f"the exported encoder {encoder_dir} lacks {', '.join(missing)}" if missing else ""
+
+
+def _missing_report_model(outcome: dict[str, Any]) -> str:
+    model_dir = Path(outcome.get("model_dir") or "")
+    lacks = [f for f in REPORT_MODEL_FILES if not (model_dir / f).is_file()]
+    if model_dir.is_dir() and not any(model_dir.glob("*.safetensors")):
+        lacks.append("*.safetensors")
+    if not model_dir.is_dir():
+        lacks = [*REPORT_MODEL_FILES, "*.safetensors"]
+    if lacks:
+        return f"the saved report model {model_dir} lacks {', '.join(lacks)}"
+    results = Path(outcome.get("results") or "")
+    return "" if results.is_file() else f"the report metrics {results} are missing"
+
+
+def collect_encoder(
+    result_file: Path,
+    *,
+    attempts: int = 6,
+    delay_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """The pre-training outcome, once its encoder export is complete on the shared volume."""
+    return collect_outcome(
+        result_file,
+        _missing_encoder,
+        error=EncoderMissingError,
+        attempts=attempts,
+        delay_s=delay_s,
+        sleep=sleep,
     )
+
+
+def collect_report_model(
+    result_file: Path,
+    *,
+    attempts: int = 6,
+    delay_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """The report outcome, once its saved model and metrics are on the shared volume."""
+    return collect_outcome(
+        result_file,
+        _missing_report_model,
+        error=ReportModelMissingError,
+        attempts=attempts,
+        delay_s=delay_s,
+        sleep=sleep,
+    )
+
+
+def launch_stage(
+    stage: str,
+    args: StageArgs,
+    settings: MultiNodeSettings,
+    *,
+    build: Callable[..., dict[str, Any]],
+    collect: Callable[..., dict[str, Any]],
+    reads: Mapping[str, str],
+    default_runtime: str,
+    custom_api: Any = None,
+    core_api: Any = None,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    runtime_key: str = "trainer-runtime",
+) -> dict[str, Any]:
+    """Run one stage as a multi-node job and return the outcome rank 0 wrote.
+
+    `build(args, settings, name=, namespace=, image=, backend=, pool=, env=, override_api=,
+    runtime=)` makes the job object; `collect(result_file, sleep=)` reads and checks the
+    outcome; `reads` are the inputs that must lie on a shared volume (`args.out_dir` is the one
+    written). The returned dict gains `job` (kind namespace/name).
+    """
+    if settings.nodes < 2:
+        raise ClusterConfigError(f"nodes: {settings.nodes!r} must be >= 2 for a multi-node job")
+    if custom_api is None or core_api is None:
+        custom_api, core_api = kube_apis()
+    namespace = settings.namespace or current_namespace()
+    pool_data = read_pool_config(core_api, namespace)
+    backend = settings.backend or pool_data.get("backend") or "trainjob"
+    image = settings.image or pool_data.get("image", "")
+    runtime = settings.runtime or pool_data.get(runtime_key) or default_runtime
+    if not image:
+        raise ClusterConfigError(
+            "image: no job image given and none in the cxrflow-gpu-pool ConfigMap"
+        )
+    check_shared_paths(settings.storage, reads=reads, writes={"out_dir": args.out_dir})
+    job = build(
+        args,
+        settings,
+        name=job_name(stage, args.pipeline_run, args.out_dir),
+        namespace=namespace,
+        image=image,
+        backend=backend,
+        pool=GpuPool.from_configmap(pool_data),
+        env=forwarded_env(environ),
+        override_api=pool_data.get("trainer-override-api", "runtimePatches"),
+        runtime=runtime,
+    )
+    launcher = JobLauncher(
+        custom_api,
+        core_api,
+        poll_interval_s=settings.poll_interval_s,
+        timeout_s=settings.timeout_s,
+        keep_job=settings.keep_job,
+        clock=clock,
+        sleep=sleep,
+    )
+    result = launcher.run(job)
+    outcome = collect(args.result_file(), sleep=sleep)
+    outcome["job"] = str(result.job)
+    return outcome
 
 
 def launch_pretrain(
@@ -624,46 +844,62 @@ def launch_pretrain(
     """Run pre-training as a multi-node job and return the stage outcome rank 0 wrote.
 
     The returned dict holds `encoder_dir`, `encoder_version`, `mlflow_run_id` and `metrics`, as
-    the single-node path returns them, plus `job` (kind namespace/name).
+    the single-node path returns them, plus `job` (kind namespace/name). The entry reads
+    torchrun's variables: the TrainJob uses the torch-distributed runtime whatever the
+    ConfigMap's `trainer-runtime` says.
     """
-    if settings.nodes < 2:
-        raise ClusterConfigError(f"nodes: {settings.nodes!r} must be >= 2 for a multi-node job")
-    if custom_api is None or core_api is None:
-        custom_api, core_api = kube_apis()
-    namespace = settings.namespace or current_namespace()
-    pool_data = read_pool_config(core_api, namespace)
-    backend = settings.backend or pool_data.get("backend") or "trainjob"
-    image = settings.image or pool_data.get("image", "")
-    if not image:
-        raise ClusterConfigError(
-            "image: no job image given and none in the cxrflow-gpu-pool ConfigMap"
-        )
-    check_shared_paths(
-        settings.storage,
-        reads={"data_dir": args.data_dir, "init_from": args.init_from},
-        writes={"out_dir": args.out_dir},
-    )
-    job = build_pretrain_job(
+    return launch_stage(
+        "pretrain",
         args,
-        settings,
-        name=job_name("pretrain", args.pipeline_run, args.out_dir),
-        namespace=namespace,
-        image=image,
-        backend=backend,
-        pool=GpuPool.from_configmap(pool_data),
-        env=forwarded_env(environ),
-        override_api=pool_data.get("trainer-override-api", "runtimePatches"),
-    )
-    launcher = JobLauncher(
-        custom_api,
-        core_api,
-        poll_interval_s=settings.poll_interval_s,
-        timeout_s=settings.timeout_s,
-        keep_job=settings.keep_job,
+        replace(settings, runtime=PRETRAIN_RUNTIME),
+        build=build_pretrain_job,
+        collect=collect_encoder,
+        reads={"data_dir": args.data_dir, "init_from": args.init_from},
+        default_runtime=PRETRAIN_RUNTIME,
+        custom_api=custom_api,
+        core_api=core_api,
+        environ=environ,
         clock=clock,
         sleep=sleep,
     )
-    result = launcher.run(job)
-    outcome = collect_encoder(args.result_file(), sleep=sleep)
-    outcome["job"] = str(result.job)
-    return outcome
+
+
+def launch_report(
+    args: ReportArgs,
+    settings: MultiNodeSettings,
+    *,
+    custom_api: Any = None,
+    core_api: Any = None,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Run report fine-tuning as a multi-node job and return the outcome rank 0 wrote.
+
+    The returned dict holds `model_dir`, `model_version`, `model_uri`, `mlflow_run_id`,
+    `results` and `table_markdown`, as the single-node path returns them, plus `job`. A TrainJob
+    uses the `deepspeed-distributed` runtime unless `settings.runtime` or the ConfigMap's
+    `report-trainer-runtime` names another; without a ZeRO config in `args` or the preset the
+    job runs ZeRO-2 (DEFAULT_REPORT_ZERO).
+    """
+    if not args.deepspeed and not args.config().deepspeed:
+        args = replace(args, deepspeed=DEFAULT_REPORT_ZERO)
+    return launch_stage(
+        "report",
+        args,
+        settings,
+        build=build_report_job,
+        collect=collect_report_model,
+        reads={
+            "data_dir": args.data_dir,
+            "encoder_dir": args.encoder_dir,
+            "lm_dir": args.lm_dir,
+        },
+        default_runtime=REPORT_RUNTIME,
+        runtime_key="report-trainer-runtime",
+        custom_api=custom_api,
+        core_api=core_api,
+        environ=environ,
+        clock=clock,
+        sleep=sleep,
+    )

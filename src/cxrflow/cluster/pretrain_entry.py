@@ -63,23 +63,35 @@ class PretrainArgs:
 
     def to_argv(self) -> tuple[str, ...]:
         """Command-line arguments that `parse_args` turns back into these values."""
-        argv: list[str] = []
-        for f in fields(self):
-            argv += [f"--{f.name.replace('_', '-')}", str(getattr(self, f.name))]
-        return tuple(argv)
+        return dataclass_argv(self)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> PretrainArgs:
-    """Parse the command line (see `PretrainArgs` for the options)."""
-    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__)
-    for f in fields(PretrainArgs):
+def dataclass_argv(values: Any) -> tuple[str, ...]:
+    """`--field value` for every field of a dataclass of str/int fields."""
+    argv: list[str] = []
+    for f in fields(values):
+        argv += [f"--{f.name.replace('_', '-')}", str(getattr(values, f.name))]
+    return tuple(argv)
+
+
+def parse_dataclass_args(
+    cls: type[Any], argv: Sequence[str] | None, *, module: str, description: str | None
+) -> Any:
+    """The inverse of `dataclass_argv`: fields without a default are required options."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    for f in fields(cls):
         flag = f"--{f.name.replace('_', '-')}"
         kind = int if f.type in ("int", int) else str
         if f.default is MISSING:
             parser.add_argument(flag, dest=f.name, type=kind, required=True)
         else:
             parser.add_argument(flag, dest=f.name, type=kind, default=f.default)
-    return PretrainArgs(**vars(parser.parse_args(argv)))
+    return cls(**vars(parser.parse_args(argv)))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> PretrainArgs:
+    """Parse the command line (see `PretrainArgs` for the options)."""
+    return parse_dataclass_args(PretrainArgs, argv, module=MODULE, description=__doc__)
 
 
 def rank() -> int:

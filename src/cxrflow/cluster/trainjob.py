@@ -28,11 +28,31 @@ def target_jobs(runtime: str) -> list[str]:
     return ["launcher", "node"] if runtime == "deepspeed-distributed" else ["node"]
 
 
+def mpi_master_host(cfg: DistributedJobConfig) -> str:
+    """The launcher pod's DNS name in the TrainJob's JobSet (the first hostfile entry).
+
+    JobSet names pods `<jobset>-<replicatedJob>-<jobIndex>-<podIndex>` under the headless
+    Service `<jobset>`, and the Trainer names the JobSet after the TrainJob.
+    """
+    return f"{cfg.name}-launcher-0-0.{cfg.name}"
+
+
 def trainer_command(cfg: DistributedJobConfig, runtime: str) -> list[str]:
     """The training container's command under the runtime's launcher."""
     if runtime == "deepspeed-distributed":
-        # The MPI runtime writes one hostfile line per node with numProcPerNode slots.
-        return ["mpirun", "--hostfile", MPI_HOSTFILE, *entrypoint(cfg.args, cfg.program)]
+        # The MPI runtime writes one hostfile line per node with numProcPerNode slots, the
+        # launcher (which also trains) first, so ranks 0..numProcPerNode-1 run on the launcher.
+        # mpirun starts the other nodes' processes over SSH, outside their container's
+        # environment: the settings and the rendezvous address travel as `-x` exports, and the
+        # entry point turns OMPI_COMM_WORLD_* into RANK/WORLD_SIZE/LOCAL_RANK.
+        exports = [
+            f"MASTER_ADDR={mpi_master_host(cfg)}",
+            f"MASTER_PORT={cfg.rdzv_port}",
+            "CXRFLOW_WORLD_SIZE",
+            *cfg.env,
+        ]
+        flags = [part for name in exports for part in ("-x", name)]
+        return ["mpirun", "--hostfile", MPI_HOSTFILE, *flags, *entrypoint(cfg.args, cfg.program)]
     # The torch runtime sets PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK, PET_MASTER_ADDR and
     # PET_MASTER_PORT, which torchrun reads as its defaults: the command is the same on every node.
     return ["torchrun", "--no-python", *entrypoint(cfg.args, cfg.program)]
