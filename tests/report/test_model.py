@@ -112,3 +112,27 @@ def test_save_load_round_trip_and_precomputed_features_generate_the_same_text(
     assert AutoConfig.from_pretrained(tmp_path / "saved").model_type == MODEL_TYPE
     auto = AutoModelForImageTextToText.from_pretrained(tmp_path / "saved")
     assert isinstance(auto, CxrLlavaForConditionalGeneration)
+
+
+def test_generation_runs_the_tower_once_per_batch_and_decodes_with_the_kv_cache(encoder_dir):
+    model, tokenizer = tiny_model(encoder_dir, seed=2)
+    pixels = torch.randn(5, 3, 56, 56)
+    features = encode_images(model, pixels)
+    tower_calls, lm_lengths = [], []
+    model.model.vision_tower.register_forward_hook(lambda *a: tower_calls.append(1))
+    model.model.language_model.register_forward_hook(
+        lambda m, args, kwargs, out: lm_lengths.append(kwargs["inputs_embeds"].shape[:2]),
+        with_kwargs=True,
+    )
+    prompt = len(encode_prompt(tokenizer, model.image_seq_length))
+    texts = generate_reports(
+        model, tokenizer, pixel_values=pixels, batch_size=3, max_new_tokens=6, stop_at_eos=False
+    )
+    # Two batches (3 + 2): one tower call and one prefill each, then one token per step.
+    assert len(tower_calls) == 2 and len(texts) == 5
+    assert lm_lengths == [(3, prompt)] + [(3, 1)] * 5 + [(2, prompt)] + [(2, 1)] * 5
+    tower_calls.clear(), lm_lengths.clear()
+    cached = generate_reports(
+        model, tokenizer, image_features=features, batch_size=3, max_new_tokens=6, stop_at_eos=False
+    )
+    assert not tower_calls and len(lm_lengths) == 12 and cached == texts

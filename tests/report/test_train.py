@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from cxrflow.report.baselines import most_frequent_report
 from cxrflow.report.config import ReportConfig
 from cxrflow.report.data import ReportDataset
+from cxrflow.report.generate import generate_reports, load_pixels
+from cxrflow.report.metrics import compute_metrics
+from cxrflow.report.model import build_report_model
+from cxrflow.report.stage import small_lm_for_reports
 from cxrflow.report.train import deepspeed_config, train_report_model
 from tests.report.helpers import REPORTS, random_images, tiny_model
 
@@ -92,3 +97,67 @@ def test_deepspeed_zero2_and_zero3_on_cpu_train_and_save(tmp_path):
         losses = [loss for _, loss in result["losses"]]
         assert result["stage"] == stage and len(losses) == 3 and result["saved"]
         assert losses[-1] < losses[0], (stage, losses)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny ops on one thread: on shared CPUs, a second thread is often descheduled and every
+    parallel op waits for it (20x slower steps measured, see bench/report.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _grey_images(out_dir: Path, kinds: list[int], seed: int) -> list[Path]:
+    """Noisy grey 16-bit images; kind 1 has a bright lower-left, kind 2 a bright upper-right."""
+    import numpy as np
+    from PIL import Image
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i, kind in enumerate(kinds):
+        pixels = rng.integers(10_000, 20_000, (64, 64), dtype=np.uint16)
+        if kind == 1:
+            pixels[32:, :32] = 60_000
+        elif kind == 2:
+            pixels[:32, 32:] = 60_000
+        paths.append(out_dir / f"{i}.png")
+        Image.fromarray(pixels).save(paths[-1])
+    return paths
+
+
+def test_fine_tuning_reads_the_findings_the_image_shows(encoder_dir, tmp_path, one_thread):
+    # The phantom's lesions are too faint for a random encoder (see the stage's report), so
+    # here the image alone decides the report: the most frequent (normal) report scores a
+    # finding F1 of 0, and a model that reads the image beats it on both metrics.
+    reports = [
+        "No acute cardiopulmonary process.",
+        "Moderate left pleural effusion. No pneumothorax.",
+        "Moderate right pneumothorax with a visible pleural line.",
+    ]
+    train_kinds, test_kinds = [0] * 12 + [1] * 6 + [2] * 6, [0, 1, 2] * 4
+    train_reports = [reports[k] for k in train_kinds]
+    references = [reports[k] for k in test_kinds]
+    config = ReportConfig.named("tiny", max_steps=60, save_steps=1000, n_bootstrap=50)
+    torch.manual_seed(0)
+    lm, tokenizer = small_lm_for_reports(train_reports, config)
+    model = build_report_model(encoder_dir, lm, tokenizer)
+    dataset = ReportDataset(
+        _grey_images(tmp_path / "train", train_kinds, seed=0),
+        train_reports,
+        tokenizer,
+        model.image_preprocessing,
+        model.image_seq_length,
+        config.max_length,
+        cache_images=True,
+    )
+    train_report_model(model, tokenizer, dataset, config, tmp_path / "run", save_final=False)
+    pixels = load_pixels(model, _grey_images(tmp_path / "test", test_kinds, seed=1))
+    generated = generate_reports(model, tokenizer, pixel_values=pixels, max_new_tokens=30)
+    frequent = most_frequent_report(train_reports)
+    llava = compute_metrics(generated, references, n_bootstrap=50)
+    baseline = compute_metrics([frequent] * len(references), references, n_bootstrap=50)
+    assert frequent == reports[0] and baseline.finding_f1.value == 0.0
+    assert llava.finding_f1.value > 90 and llava.rouge_l.value > baseline.rouge_l.value + 30

@@ -58,11 +58,15 @@ def generate_reports(
     image_features: torch.Tensor | None = None,
     batch_size: int = 8,
     max_new_tokens: int = 150,
+    stop_at_eos: bool = True,
 ) -> list[str]:
     """Greedy Findings text for each image, from pixels or from `encode_images` features.
 
     Every sample has the same prompt, so batches need no padding and batched greedy decoding
-    gives the paper's batch-size-1 result (up to floating-point reduction order).
+    gives the paper's batch-size-1 result (up to floating-point reduction order). Both ways
+    run the tower once per batch (transformers encodes `pixel_values` before the prefill and
+    drops them afterwards) and decode with the KV cache; precomputed features skip the tower.
+    `stop_at_eos=False` always generates `max_new_tokens` (fixed-length timing).
     """
     if (pixel_values is None) == (image_features is None):
         raise ValueError("give exactly one of pixel_values and image_features")
@@ -74,7 +78,7 @@ def generate_reports(
         "max_new_tokens": max_new_tokens,
         "do_sample": False,
         "num_beams": 1,
-        "eos_token_id": tokenizer.eos_token_id,
+        "eos_token_id": tokenizer.eos_token_id if stop_at_eos else None,
         "pad_token_id": tokenizer.pad_token_id,
     }
     texts: list[str] = []

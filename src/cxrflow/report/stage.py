@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cxrflow.registry.versions import register_stage_model
 from cxrflow.report.baselines import most_frequent_report, nearest_neighbour_reports, pool_tokens
@@ -82,6 +83,25 @@ def _embeddings(
     return torch.cat(out)
 
 
+def small_lm_for_reports(
+    train_reports: list[str], config: ReportConfig
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A random small Llama and a BPE tokenizer learnt on the training Findings texts.
+
+    The prompt is in the tokenizer's corpus too, so that it compresses to few tokens.
+    """
+    texts = [findings_text(r) for r in train_reports] + [prompt_text()]
+    tokenizer = train_bpe_tokenizer(texts, config.vocab_size)
+    lm = small_llama_for(
+        tokenizer,
+        hidden_size=config.lm_hidden_size,
+        layers=config.lm_layers,
+        heads=config.lm_heads,
+        max_position_embeddings=config.max_length,
+    )
+    return lm, tokenizer
+
+
 def _status(score: object) -> str:
     """A metric's reason for not being computed, or "computed"."""
     return getattr(score, "reason", "computed")
@@ -143,16 +163,7 @@ def run_report_stage(
     if lm_dir is not None:
         lm, tokenizer = load_lm(lm_dir)
     else:
-        # The prompt is in the corpus too, so that it compresses to few tokens.
-        texts = [findings_text(r) for r in train_rows.rows["report"]] + [prompt_text()]
-        tokenizer = train_bpe_tokenizer(texts, config.vocab_size)
-        lm = small_llama_for(
-            tokenizer,
-            hidden_size=config.lm_hidden_size,
-            layers=config.lm_layers,
-            heads=config.lm_heads,
-            max_position_embeddings=config.max_length,
-        )
+        lm, tokenizer = small_lm_for_reports(list(train_rows.rows["report"]), config)
     model = build_report_model(encoder_dir, lm, tokenizer)
     train_set = ReportDataset.from_rows(
         data_dir,
