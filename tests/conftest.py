@@ -1,0 +1,32 @@
+"""Process-wide test hygiene shared by every test package."""
+
+import os
+import sys
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_globals():
+    """Undo MLflow's process-global state (tracking URI, active run and experiment) after a test.
+
+    `mlflow.set_tracking_uri` sets a module global that outranks MLFLOW_TRACKING_URI, so a test
+    that points MLflow at a server would otherwise send a later test on the same xdist worker to
+    that server after it has stopped.
+    """
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None:
+        return
+    from mlflow.tracking import fluent
+
+    try:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+    except Exception:  # the run's store may be gone (a stopped server): just forget the run
+        fluent._active_run_stack.get().clear()
+    fluent._active_experiment_id = None
+    mlflow.set_tracking_uri(None)  # also unsets the environment variable
+    if env_before is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = env_before
