@@ -29,6 +29,40 @@ PIPELINE_NAME = "cxrflow-training"
 COMPILED = Path(__file__).with_name("training.yaml")
 
 
+def _in_pod_or_launcher(
+    component,
+    args: dict,
+    *,
+    nodes,
+    gpus_per_node,
+    backend,
+    timeout_hours,
+    keep_job,
+    name: str,
+    display_name: str,
+) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
+    """The step as two tasks: in-pod (nodes <= 1, cached) or a job launcher (uncached).
+
+    Join their outputs with dsl.OneOf; only one of the two runs.
+    """
+    with dsl.If(nodes <= 1, name=f"single-node-{name}"):
+        in_pod = component(**args)
+        in_pod.set_display_name(display_name)
+    with dsl.Else():
+        launcher = component(
+            **args,
+            gpus_per_node=gpus_per_node,
+            job_backend=backend,
+            # The nodes run the image this step runs in: the same code on both sides.
+            job_image=CUDA_IMAGE,
+            job_timeout_hours=timeout_hours,
+            keep_job=keep_job,
+        )
+        launcher.set_caching_options(False)
+        launcher.set_display_name(f"{display_name}: multi-node job")
+    return in_pod, launcher
+
+
 @dsl.pipeline(name=PIPELINE_NAME, description="RAD-DINO-style chest X-ray encoder training.")
 def training_pipeline(
     inbox: str,
@@ -139,21 +173,17 @@ def training_pipeline(
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             nodes=pretrain_nodes,
         )
-        with dsl.If(pretrain_nodes <= 1, name="single-node-pretraining"):
-            pretrain_task = pretrain(**pretrain_args)
-            pretrain_task.set_display_name("DINOv2 continual pre-training")
-        with dsl.Else():
-            launch_task = pretrain(
-                **pretrain_args,
-                gpus_per_node=pretrain_gpus_per_node,
-                job_backend=training_backend,
-                # The nodes run the image this step runs in: the same code on both sides.
-                job_image=CUDA_IMAGE,
-                job_timeout_hours=training_job_timeout_hours,
-                keep_job=keep_training_job,
-            )
-            launch_task.set_caching_options(False)
-            launch_task.set_display_name("DINOv2 pre-training: multi-node job")
+        pretrain_task, launch_task = _in_pod_or_launcher(
+            pretrain,
+            pretrain_args,
+            nodes=pretrain_nodes,
+            gpus_per_node=pretrain_gpus_per_node,
+            backend=training_backend,
+            timeout_hours=training_job_timeout_hours,
+            keep_job=keep_training_job,
+            name="pretraining",
+            display_name="DINOv2 continual pre-training",
+        )
         encoder_dir = dsl.OneOf(
             pretrain_task.outputs["encoder_dir"], launch_task.outputs["encoder_dir"]
         )
@@ -186,20 +216,17 @@ def training_pipeline(
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             nodes=report_nodes,
         )
-        with dsl.If(report_nodes <= 1, name="single-node-report"):
-            report_task = report(**report_args)
-            report_task.set_display_name("report generation (LLaVA)")
-        with dsl.Else():
-            report_launch_task = report(
-                **report_args,
-                gpus_per_node=report_gpus_per_node,
-                job_backend=training_backend,
-                job_image=CUDA_IMAGE,
-                job_timeout_hours=training_job_timeout_hours,
-                keep_job=keep_training_job,
-            )
-            report_launch_task.set_caching_options(False)
-            report_launch_task.set_display_name("report generation (LLaVA): multi-node job")
+        report_task, report_launch_task = _in_pod_or_launcher(
+            report,
+            report_args,
+            nodes=report_nodes,
+            gpus_per_node=report_gpus_per_node,
+            backend=training_backend,
+            timeout_hours=training_job_timeout_hours,
+            keep_job=keep_training_job,
+            name="report",
+            display_name="report generation (LLaVA)",
+        )
         report_results = dsl.OneOf(
             report_task.outputs["results"], report_launch_task.outputs["results"]
         )
