@@ -23,6 +23,52 @@ from kubernetes import client
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
+# Job statuses, a GPU-pool ConfigMap and log lines as the launcher tests script them.
+IMAGE = "ghcr.io/cxrflow/cxrflow-cuda:0.1.0"
+RUNNING_TRAINJOB = {"jobsStatus": [{"name": "node", "active": 2, "ready": 2, "failed": 0}]}
+COMPLETE_TRAINJOB = {
+    "conditions": [
+        {"type": "Created", "status": "True", "reason": "JobsCreationSucceeded"},
+        {"type": "Complete", "status": "True", "reason": "JobsCompleted", "message": "done"},
+    ]
+}
+FAILED_TRAINJOB = {
+    "conditions": [
+        {
+            "type": "Failed",
+            "status": "True",
+            "reason": "TrainingRuntimeFailed",
+            "message": "jobset failed: node-0 exceeded its backoff limit",
+        }
+    ]
+}
+RUNNING_PYTORCHJOB = {"conditions": [{"type": "Running", "status": "True", "reason": "Running"}]}
+SUCCEEDED_PYTORCHJOB = {
+    "conditions": [
+        {"type": "Running", "status": "False", "reason": "Succeeded"},
+        {"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded", "message": "ok"},
+    ]
+}
+POOL = {
+    "node-selector-key": "cloud.example/pool",
+    "node-selector-value": "a100",
+    "taint-key": "nvidia.com/gpu",
+    "taint-value": "present",
+    "taint-effect": "NoSchedule",
+    "gpu-resource": "nvidia.com/gpu",
+    "image": IMAGE,
+    "backend": "trainjob",
+    "trainer-runtime": "torch-distributed",
+}
+RANK0_LOGS = [
+    (1.0, "rank 0: world size 4, resuming at step 0"),
+    (31.5, "step 10 loss 9.87"),
+    (31.5, "step 10 koleo -1.2"),  # two lines with the same timestamp
+    (62.0, "step 20 loss 8.76"),
+    (95.0, "exported the encoder"),
+]
+OTHER_LOGS = [(1.0, "rank 2 of 4 ready"), (60.0, "rank 2 done")]
+
 
 def api_error(status: int, reason: str, message: str = "") -> ApiException:
     """An ApiException as the client raises it, with a Status body."""

@@ -26,8 +26,7 @@ from cxrflow.cluster.launcher import (
     rank0_pod,
 )
 from cxrflow.cluster.report_entry import MODULE, RESULT_FILE, ReportArgs, parse_args
-from tests.cluster.fake_kube import FakeCluster
-from tests.cluster.test_launcher import (
+from tests.cluster.fake_kube import (
     COMPLETE_TRAINJOB,
     FAILED_TRAINJOB,
     IMAGE,
@@ -37,6 +36,7 @@ from tests.cluster.test_launcher import (
     RUNNING_PYTORCHJOB,
     RUNNING_TRAINJOB,
     SUCCEEDED_PYTORCHJOB,
+    FakeCluster,
 )
 
 
