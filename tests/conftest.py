@@ -2,6 +2,7 @@
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +31,14 @@ def _isolate_mlflow_globals():
     mlflow.set_tracking_uri(None)  # also unsets the environment variable
     if env_before is not None:
         os.environ["MLFLOW_TRACKING_URI"] = env_before
+
+
+@pytest.fixture(scope="session")
+def pretrained_phantom(tmp_path_factory: pytest.TempPathFactory):
+    """The `tiny` pre-training run on the phantom, made once for all xdist workers."""
+    from tests.ssl.phantom_pretraining import pretrained_phantom as shared_run
+
+    base = tmp_path_factory.getbasetemp()
+    # Each xdist worker has its own basetemp under one session root; share that root.
+    root: Path = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return shared_run(root)

@@ -64,6 +64,8 @@ def micro_config(**changes):
         batch_size=8,
         steps=6,
         warmup_steps=1,
+        warmup_teacher_temp=0.04,  # DINOv2's warm-up, so that tests see the schedule move
+        teacher_temp=0.07,
         warmup_teacher_temp_steps=3,
         freeze_last_layer_steps=2,
         log_every=1,

@@ -10,8 +10,11 @@ from transformers import AutoImageProcessor, AutoModel
 
 from cxrflow.ssl.checkpoint import load_checkpoint
 from cxrflow.ssl.data import PretrainDataError, StepSampler
+from cxrflow.ssl.presets import PAPER
 from cxrflow.ssl.train import CHECKPOINT_DIR, pretrain
 from tests.ssl.conftest import micro_config
+
+PAPER_SCALE = {"layerscale_init": PAPER.layerscale_init, "base_lr": PAPER.base_lr}
 
 
 def _final(out):
@@ -103,8 +106,10 @@ def _single_and_ddp(cfg, data, root):
 def test_two_process_gloo_run_equals_one_process_with_the_same_global_batch(
     image_dataset, tmp_path
 ):
-    # Without KoLeo the runs agree to float precision over several real updates.
-    cfg = micro_config(steps=3, warmup_steps=0, koleo_weight=0.0)
+    # Without KoLeo the runs agree to float precision over several real updates. Adam turns
+    # float noise in near-zero gradients into differences up to its step size, so the bound
+    # is for DINOv2's (the paper preset's) LayerScale and learning rate, not tiny's larger ones.
+    cfg = micro_config(**PAPER_SCALE, steps=3, warmup_steps=0, koleo_weight=0.0)
     single, ddp = _single_and_ddp(cfg, image_dataset, tmp_path / "no-koleo")
     _assert_same_weights(single["student"], ddp["student"], atol=1e-6)
     _assert_same_weights(single["teacher"], ddp["teacher"], atol=1e-6)
@@ -113,7 +118,7 @@ def test_two_process_gloo_run_equals_one_process_with_the_same_global_batch(
     # runs drift apart: at initialisation the CLS tokens nearly coincide, and float noise
     # flips KoLeo's nearest neighbours, a discontinuity, not a distributed-training error.)
     single, ddp = _single_and_ddp(
-        micro_config(steps=1, warmup_steps=0), image_dataset, tmp_path / "koleo"
+        micro_config(**PAPER_SCALE, steps=1, warmup_steps=0), image_dataset, tmp_path / "koleo"
     )
     _assert_same_weights(single["student"], ddp["student"], atol=1e-6)
 
