@@ -18,10 +18,11 @@ import time
 
 import torch
 
-from cxrflow.ssl.augment import MultiCropAugmentation, collate_multicrop
+from cxrflow.ssl.augment import collate_multicrop
 from cxrflow.ssl.meta_arch import SSLMetaArch
 from cxrflow.ssl.optim import apply_schedules, build_optimizer, param_groups
 from cxrflow.ssl.presets import preset
+from cxrflow.ssl.train import build_augmentation
 
 # Dense bf16 peak of the accelerators we are lent (FLOP/s).
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
@@ -29,14 +30,7 @@ PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 
 def make_batch(cfg, batch: int, device: torch.device) -> dict:
     g = torch.Generator().manual_seed(0)
-    aug = MultiCropAugmentation(
-        global_size=cfg.global_size,
-        local_size=cfg.local_size,
-        n_local=cfg.n_local_crops,
-        patch_size=cfg.patch_size,
-        mean=0.5,
-        std=0.25,
-    )
+    aug = build_augmentation(cfg, mean=0.5, std=0.25)
     images = [torch.rand(1, cfg.image_size, cfg.image_size, generator=g) for _ in range(batch)]
     out = collate_multicrop(
         [aug(im, generator=g) for im in images],

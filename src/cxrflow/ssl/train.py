@@ -104,6 +104,24 @@ def default_device(env: DistEnv) -> torch.device:
     return torch.device("cpu")
 
 
+def build_augmentation(cfg: PretrainConfig, mean: float, std: float) -> MultiCropAugmentation:
+    """The multi-crop augmentation of `cfg` for data with pixel statistics mean/std."""
+    return MultiCropAugmentation(
+        global_size=cfg.global_size,
+        local_size=cfg.local_size,
+        global_scale=cfg.global_scale,
+        local_scale=cfg.local_scale,
+        global_blur_p=cfg.global_blur_p,
+        local_blur_p=cfg.local_blur_p,
+        teacher_blur_p=cfg.teacher_blur_p,
+        solarize_p=cfg.solarize_p,
+        n_local=cfg.n_local_crops,
+        patch_size=cfg.patch_size,
+        mean=mean,
+        std=std,
+    )
+
+
 def _schedules(cfg: PretrainConfig, steps_per_epoch: int) -> Schedules:
     freeze = steps_per_epoch if cfg.freeze_last_layer_steps < 0 else cfg.freeze_last_layer_steps
     # Durations are given in iterations: build with one iteration per "epoch".
@@ -241,20 +259,7 @@ def pretrain(
         mean, std = ckpt["image_mean"], ckpt["image_std"]
     else:
         mean, std = intensity_statistics(paths)
-    augmentation = MultiCropAugmentation(
-        global_size=cfg.global_size,
-        local_size=cfg.local_size,
-        global_scale=cfg.global_scale,
-        local_scale=cfg.local_scale,
-        global_blur_p=cfg.global_blur_p,
-        local_blur_p=cfg.local_blur_p,
-        teacher_blur_p=cfg.teacher_blur_p,
-        solarize_p=cfg.solarize_p,
-        n_local=cfg.n_local_crops,
-        patch_size=cfg.patch_size,
-        mean=mean,
-        std=std,
-    )
+    augmentation = build_augmentation(cfg, mean, std)
     dataset = MultiCropDataset(data_dir, rows, augmentation)
 
     backbone = load_hf_dinov2(init_from, strict=True) if init_from is not None else None
