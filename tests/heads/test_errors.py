@@ -36,6 +36,7 @@ ONLY_CLS = HeadsConfig(
         (lambda: SegmentationConfig(decoders=("unet",)), "segmentation.decoders must be one of"),
         (lambda: SegmentationConfig(layers=(1, 2)), "4 block indices"),
         (lambda: SegmentationConfig(structures=("heart",)), "unknown structures"),
+        (lambda: SegmentationConfig(linear_lr=0.0), "segmentation.linear_lr"),
         (lambda: DemographicsConfig(targets=("height",)), "demographics.targets"),
         (lambda: HeadsConfig(fit="stretch"), "fit must be one of"),
         (lambda: preset("huge"), "unknown heads preset"),

@@ -5,10 +5,10 @@ UPerNet lung segmentation, demographics) on the phantom run shared with
 tests/ssl/test_learning.py, split 60/20/20 by subject.
 
 Measured (56 px, 800 pre-training steps): classification macro AUPRC 0.2637 vs 0.2069
-(+0.057; AUROC 0.576 vs 0.449). Lung Dice is a tie: linear head left/right 0.409/0.627 vs
-0.432/0.624, UPerNet 0.951/0.945 vs 0.948/0.947 (at 4x4 patches the linear head is limited
-by the grid, and UPerNet already reaches 0.95 on random features), so only the
-classification margin is asserted.
+(+0.057; AUROC 0.576 vs 0.449); linear-head lung Dice left/right 0.617/0.744 vs 0.571/0.731
+(mean +0.030; the same sign at LR 1e-2 and 3e-2, 30 to 200 epochs). UPerNet ties at
+0.951/0.945 vs 0.948/0.947: on four layers of random features it already outlines the lungs,
+the easiest structures of the phantom, so that decoder cannot show the encoder's gain here.
 """
 
 import shutil
@@ -25,9 +25,18 @@ pytestmark = pytest.mark.slow  # the shared pre-training run plus two heads runs
 
 MEASURED_AUPRC_MARGIN = 0.057
 REQUIRED_AUPRC_MARGIN = 0.02
+MEASURED_DICE_MARGIN = 0.030
+REQUIRED_DICE_MARGIN = 0.01
+LUNGS = ("left_lung", "right_lung")
 
 
-def test_pretrained_encoder_beats_its_random_twin_on_macro_auprc(pretrained_phantom, tmp_path):
+def _lung_dice(metrics: dict[str, float], decoder: str) -> float:
+    return sum(metrics[f"seg.{decoder}.dice.{lung}"] for lung in LUNGS) / len(LUNGS)
+
+
+def test_pretrained_encoder_beats_its_random_twin_on_auprc_and_lung_dice(
+    pretrained_phantom, tmp_path
+):
     run = pretrained_phantom
     data = tmp_path / "data"
     shutil.copytree(run.data_dir, data)
@@ -52,5 +61,10 @@ def test_pretrained_encoder_beats_its_random_twin_on_macro_auprc(pretrained_phan
         f"macro AUPRC {pretrained:.4f} vs random twin {random:.4f} "
         f"(measured margin {MEASURED_AUPRC_MARGIN:+.3f})"
     )
-    for name, metrics in results.items():  # both encoders segment the lungs
-        assert metrics["seg.upernet.dice.left_lung"] > 0.8, (name, metrics)
+    pretrained, random = (_lung_dice(results[n], "linear") for n in ("pretrained", "random"))
+    assert pretrained - random > REQUIRED_DICE_MARGIN, (
+        f"linear-head lung Dice {pretrained:.4f} vs random twin {random:.4f} "
+        f"(measured margin {MEASURED_DICE_MARGIN:+.3f})"
+    )
+    for name, metrics in results.items():  # UPerNet outlines the lungs on either encoder
+        assert _lung_dice(metrics, "upernet") > 0.9, (name, metrics)

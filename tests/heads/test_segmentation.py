@@ -83,3 +83,10 @@ def test_structures_are_chosen_from_train_masks(dataset_dir, manifest):
         choose_structures(dataset_dir, no_ptx, SegmentationConfig(structures=("pneumothorax",)))
     with pytest.raises(HeadsConfigError, match="no train image has a mask"):
         choose_structures(dataset_dir, train[train["mask_path"].isna()], SegmentationConfig())
+
+
+def test_linear_head_has_its_own_learning_rate_only_when_set():
+    paper = SegmentationConfig(lr=5e-4)
+    assert paper.lr_for("linear") == paper.lr_for("upernet") == 5e-4
+    tiny = SegmentationConfig(lr=2e-3, linear_lr=3e-2)
+    assert tiny.lr_for("linear") == 3e-2 and tiny.lr_for("upernet") == 2e-3

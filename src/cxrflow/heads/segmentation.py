@@ -203,11 +203,15 @@ def train_decoder(
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
     seed: int = 0,
     max_steps: int = 0,
+    lr: float | None = None,
 ) -> SegRun:
-    """Adam + cosine over `cfg.epochs` (or `max_steps`); keeps the min-val-loss decoder."""
+    """Adam (`lr`, default `cfg.lr`) + cosine over `cfg.epochs` (or `max_steps`).
+
+    Keeps the decoder of minimum validation loss.
+    """
     torch.manual_seed(seed)
     total = max_steps if max_steps else cfg.epochs * steps_per_epoch
-    opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr if lr is None else lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     gen = torch.Generator().manual_seed(seed)
     run = SegRun(decoder)

@@ -308,7 +308,13 @@ class _Context:
             torch.manual_seed(self.config.seed)
             decoder = make_decoder(name, embed, len(structures), self.prep.image_size, cfg.channels)
             run = train_decoder(
-                decoder, batches, cfg, steps_per_epoch=steps, val=data["val"], seed=self.config.seed
+                decoder,
+                batches,
+                cfg,
+                steps_per_epoch=steps,
+                val=data["val"],
+                seed=self.config.seed,
+                lr=cfg.lr_for(name),
             )
             res = evaluate(name, run, structures, *data["test"])
             results.append(res)
