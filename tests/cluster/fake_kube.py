@@ -317,3 +317,29 @@ class FakeCluster:
             metadata=client.V1ObjectMeta(name=name, namespace=namespace),
             data=dict(self.config_maps[name]),
         )
+
+
+# Environment of the launcher step: the MLflow address travels to the job, a secret must not.
+LAUNCHER_ENV = {
+    "MLFLOW_TRACKING_URI": "http://cxrflow-mlflow.cxrflow:5000",
+    "AWS_SECRET_ACCESS_KEY": "must-not-travel",
+}
+
+
+def launch_on(
+    cluster: FakeCluster, launch: Callable[..., dict[str, Any]], args: Any, storage: Any, **kw: Any
+) -> dict[str, Any]:
+    """Run `launch` (launch_pretrain, launch_report) on `cluster`: 2 nodes x 2 GPUs in "ml"."""
+    from cxrflow.cluster.launcher import MultiNodeSettings
+
+    settings = dict(nodes=2, gpus_per_node=2, namespace="ml", storage=storage, poll_interval_s=30)
+    settings.update(kw)
+    return launch(
+        args,
+        MultiNodeSettings(**settings),
+        custom_api=cluster,
+        core_api=cluster,
+        environ=LAUNCHER_ENV,
+        clock=cluster.clock,
+        sleep=cluster.sleep,
+    )

@@ -40,6 +40,7 @@ from tests.cluster.fake_kube import (
     SUCCEEDED_PYTORCHJOB,
     FakeCluster,
     api_error,
+    launch_on,
 )
 
 
@@ -95,20 +96,7 @@ def _rank0_writes_outputs(job: dict[str, Any]) -> None:
 
 
 def _launch(cluster: FakeCluster, args: PretrainArgs, shared: JobStorage, **kw: Any):
-    settings = dict(nodes=2, gpus_per_node=2, namespace="ml", storage=shared, poll_interval_s=30)
-    settings.update(kw)
-    return launch_pretrain(
-        args,
-        MultiNodeSettings(**settings),
-        custom_api=cluster,
-        core_api=cluster,
-        environ={
-            "MLFLOW_TRACKING_URI": "http://cxrflow-mlflow.cxrflow:5000",
-            "AWS_SECRET_ACCESS_KEY": "must-not-travel",
-        },
-        clock=cluster.clock,
-        sleep=cluster.sleep,
-    )
+    return launch_on(cluster, launch_pretrain, args, shared, **kw)
 
 
 def _streamed(caplog) -> list[str]:

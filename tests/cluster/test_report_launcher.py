@@ -37,6 +37,7 @@ from tests.cluster.fake_kube import (
     RUNNING_TRAINJOB,
     SUCCEEDED_PYTORCHJOB,
     FakeCluster,
+    launch_on,
 )
 
 
@@ -100,20 +101,7 @@ def _rank0_saves_the_model(job: dict[str, Any]) -> None:
 
 
 def _launch(cluster: FakeCluster, args: ReportArgs, shared: JobStorage, **kw: Any):
-    settings = dict(nodes=2, gpus_per_node=2, namespace="ml", storage=shared, poll_interval_s=30)
-    settings.update(kw)
-    return launch_report(
-        args,
-        MultiNodeSettings(**settings),
-        custom_api=cluster,
-        core_api=cluster,
-        environ={
-            "MLFLOW_TRACKING_URI": "http://cxrflow-mlflow.cxrflow:5000",
-            "AWS_SECRET_ACCESS_KEY": "must-not-travel",
-        },
-        clock=cluster.clock,
-        sleep=cluster.sleep,
-    )
+    return launch_on(cluster, launch_report, args, shared, **kw)
 
 
 def _job(shared: JobStorage, nodes: int, backend: str = "trainjob", gpus: int = 1, **kw: Any):

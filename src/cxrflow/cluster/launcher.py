@@ -731,49 +731,14 @@ def _missing_report_model(outcome: dict[str, Any]) -> str:
     return "" if results.is_file() else f"the report metrics {results} are missing"
 
 
-def collect_encoder(
-    result_file: Path,
-    *,
-    attempts: int = 6,
-    delay_s: float = 5.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
-    """The pre-training outcome, once its encoder export is complete on the shared volume."""
-    return collect_outcome(
-        result_file,
-        _missing_encoder,
-        error=EncoderMissingError,
-        attempts=attempts,
-        delay_s=delay_s,
-        sleep=sleep,
-    )
-
-
-def collect_report_model(
-    result_file: Path,
-    *,
-    attempts: int = 6,
-    delay_s: float = 5.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
-    """The report outcome, once its saved model and metrics are on the shared volume."""
-    return collect_outcome(
-        result_file,
-        _missing_report_model,
-        error=ReportModelMissingError,
-        attempts=attempts,
-        delay_s=delay_s,
-        sleep=sleep,
-    )
-
-
 def launch_stage(
     stage: str,
     args: StageArgs,
     settings: MultiNodeSettings,
     *,
     build: Callable[..., dict[str, Any]],
-    collect: Callable[..., dict[str, Any]],
+    missing: Callable[[dict[str, Any]], str],
+    missing_error: type[LaunchError],
     reads: Mapping[str, str],
     default_runtime: str,
     custom_api: Any = None,
@@ -786,9 +751,10 @@ def launch_stage(
     """Run one stage as a multi-node job and return the outcome rank 0 wrote.
 
     `build(args, settings, name=, namespace=, image=, backend=, pool=, env=, override_api=,
-    runtime=)` makes the job object; `collect(result_file, sleep=)` reads and checks the
-    outcome; `reads` are the inputs that must lie on a shared volume (`args.out_dir` is the one
-    written). The returned dict gains `job` (kind namespace/name).
+    runtime=)` makes the job object; `missing(outcome)` names what the outcome lacks on the
+    shared volume (raised as `missing_error`, see collect_outcome); `reads` are the inputs that
+    must lie on a shared volume (`args.out_dir` is the one written). The returned dict gains
+    `job` (kind namespace/name).
     """
     if settings.nodes < 2:
         raise ClusterConfigError(f"nodes: {settings.nodes!r} must be >= 2 for a multi-node job")
@@ -826,7 +792,7 @@ def launch_stage(
         sleep=sleep,
     )
     result = launcher.run(job)
-    outcome = collect(args.result_file(), sleep=sleep)
+    outcome = collect_outcome(args.result_file(), missing, error=missing_error, sleep=sleep)
     outcome["job"] = str(result.job)
     return outcome
 
@@ -853,7 +819,8 @@ def launch_pretrain(
         args,
         replace(settings, runtime=PRETRAIN_RUNTIME),
         build=build_pretrain_job,
-        collect=collect_encoder,
+        missing=_missing_encoder,
+        missing_error=EncoderMissingError,
         reads={"data_dir": args.data_dir, "init_from": args.init_from},
         default_runtime=PRETRAIN_RUNTIME,
         custom_api=custom_api,
@@ -889,7 +856,8 @@ def launch_report(
         args,
         settings,
         build=build_report_job,
-        collect=collect_report_model,
+        missing=_missing_report_model,
+        missing_error=ReportModelMissingError,
         reads={
             "data_dir": args.data_dir,
             "encoder_dir": args.encoder_dir,
