@@ -8,12 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from cxrflow.ingest import IngestConfig, run_ingest
-from cxrflow.keys import SecretKey
 from cxrflow.manifest import MANIFEST_FILE, read_manifest, write_manifest
 from cxrflow.models import DinoViT, ViTConfig, save_hf_dinov2
-from cxrflow.phantom import GROUND_TRUTH_NAME, generate_phantom
 from cxrflow.split import hash_splits
+from tests.phantom_data import ingested_phantom
 
 # Shared, loaded CPUs: with 2 threads a tiny backward pass took 20 ms (spinning), 0.2 ms
 # with 1; measured, so the tests run single-threaded.
@@ -26,21 +24,12 @@ RATIOS = (0.6, 0.2, 0.2)
 
 def build_dataset(root: Path) -> Path:
     """Phantom (15 subjects) -> ingest (128 px) -> manifest with a subject-level split."""
-    inbox = root / "inbox"
-    generate_phantom(inbox, 15, seed=3, min_side=128, max_side=192, progress=False)
-    config = IngestConfig(
-        inbox,
-        root / "data",
-        ground_truth=inbox / GROUND_TRUTH_NAME,
-        max_side=128,
-        show_progress=False,
-    )
-    result = run_ingest(config, SecretKey(b"x" * 32))
-    df = read_manifest(result.manifest_path)
+    data = ingested_phantom(root, 15)
+    df = read_manifest(data / MANIFEST_FILE)
     splits = hash_splits(df["subject_id"], SPLIT_SEED, RATIOS)
     df["split"] = df["subject_id"].map(splits).astype(str)
-    write_manifest(df, result.manifest_path)
-    return root / "data"
+    write_manifest(df, data / MANIFEST_FILE)
+    return data
 
 
 def save_encoder(path: Path, seed: int = 0, image_size: int = IMAGE_SIZE) -> Path:

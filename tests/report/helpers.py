@@ -6,15 +6,14 @@ from pathlib import Path
 
 import torch
 
-from cxrflow.ingest import IngestConfig, run_ingest
 from cxrflow.keys import SecretKey
 from cxrflow.manifest import MANIFEST_FILE, read_manifest, write_manifest
 from cxrflow.models import DinoViT, ViTConfig, save_hf_dinov2
-from cxrflow.phantom import GROUND_TRUTH_NAME, generate_phantom
 from cxrflow.report.model import CxrLlavaForConditionalGeneration, build_report_model
 from cxrflow.report.tokenizer import small_llama_for, train_bpe_tokenizer
 from cxrflow.split.assignment import assign_splits
 from cxrflow.split.config import SplitConfig
+from tests.phantom_data import ingested_phantom
 
 KEY = SecretKey(b"report-test-key-0123456789-0123456789-012345")
 
@@ -29,15 +28,16 @@ def make_encoder(out_dir: Path, img_size: int = 56, seed: int = 0) -> tuple[Path
 
 def make_phantom_dataset(root: Path, subjects: int, seed: int = 3, max_side: int = 64) -> Path:
     """Phantom -> ingest -> hash split; returns the data directory."""
-    inbox = root / "inbox"
-    generate_phantom(
-        inbox, subjects, seed=seed, min_side=96, max_side=128, include_faulty=False, progress=False
+    data = ingested_phantom(
+        root,
+        subjects,
+        seed=seed,
+        min_side=96,
+        max_side=128,
+        ingest_side=max_side,
+        include_faulty=False,
+        key=KEY,
     )
-    data = root / "data"
-    config = IngestConfig(
-        inbox, data, ground_truth=inbox / GROUND_TRUTH_NAME, max_side=max_side, show_progress=False
-    )
-    run_ingest(config, KEY)
     manifest = read_manifest(data / MANIFEST_FILE)
     assigned, _ = assign_splits(manifest, SplitConfig(ratios=(0.7, 0.1, 0.2), seed="report"))
     write_manifest(assigned, data / MANIFEST_FILE)

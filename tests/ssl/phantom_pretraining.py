@@ -15,13 +15,11 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 
-from cxrflow.ingest import IngestConfig, run_ingest
-from cxrflow.keys import SecretKey
-from cxrflow.manifest import read_manifest, write_manifest
+from cxrflow.manifest import MANIFEST_FILE, read_manifest, write_manifest
 from cxrflow.models.vit import DinoViT
-from cxrflow.phantom import GROUND_TRUTH_NAME, generate_phantom
 from cxrflow.ssl.presets import PretrainConfig, preset
 from cxrflow.ssl.train import pretrain
+from tests.phantom_data import ingested_phantom
 
 # The `tiny` preset at 56 px (16 patches instead of 64) so that 800 steps fit in a test.
 CONFIG_CHANGES = dict(
@@ -54,20 +52,11 @@ class PretrainedPhantom:
 
 def phantom_train_set(root: Path) -> Path:
     """60 phantom subjects (210 images at 128 px), all in the train split."""
-    inbox = root / "inbox"
-    generate_phantom(inbox, 60, seed=3, min_side=128, max_side=192, progress=False)
-    config = IngestConfig(
-        inbox,
-        root / "data",
-        ground_truth=inbox / GROUND_TRUTH_NAME,
-        max_side=128,
-        show_progress=False,
-    )
-    result = run_ingest(config, SecretKey(b"x" * 32))
-    manifest = read_manifest(result.manifest_path)
+    data = ingested_phantom(root, 60)
+    manifest = read_manifest(data / MANIFEST_FILE)
     manifest["split"] = "train"
-    write_manifest(manifest, result.manifest_path)
-    return root / "data"
+    write_manifest(manifest, data / MANIFEST_FILE)
+    return data
 
 
 def _run(root: Path, config: PretrainConfig) -> dict:
