@@ -8,6 +8,7 @@ import yaml
 
 from components.report import report
 from pipelines.training import COMPILED
+from tests.pipelines.compiled_spec import find_task
 
 
 def _outcome(tmp_path: Path, **extra) -> dict:
@@ -100,22 +101,14 @@ def test_zero_nodes_is_refused(tmp_path):
         _call(tmp_path, nodes=0)
 
 
-def _task(spec, name):
-    for component, body in spec["components"].items():
-        tasks = body.get("dag", {}).get("tasks", {})
-        if name in tasks:
-            return component, tasks[name]
-    raise KeyError(name)
-
-
 def test_report_is_in_pod_on_one_node_and_an_uncached_launcher_on_more():
     spec, platform = list(yaml.safe_load_all(COMPILED.read_text()))
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["report_nodes"]["parameterType"] == "NUMBER_INTEGER"
     assert params["report_nodes"]["defaultValue"] == 1
     assert params["report_gpus_per_node"]["defaultValue"] == 1
-    in_pod_dag, in_pod = _task(spec, "report")
-    launcher_dag, launcher = _task(spec, "report-2")
+    in_pod_dag, in_pod = find_task(spec, "report")
+    launcher_dag, launcher = find_task(spec, "report-2")
     branches = next(
         body["dag"]
         for body in spec["components"].values()

@@ -5,6 +5,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.training import COMPILED
+from tests.pipelines.compiled_spec import find_task
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,15 +71,6 @@ def test_gpu_settings_are_on_exactly_the_gpu_stages():
     assert not any(executors[n].get("secretAsVolume") for n in executors if n != "exec-ingest")
 
 
-def _task(spec, name):
-    """The task of that name in whichever DAG holds it, with its DAG's component name."""
-    for component, body in spec["components"].items():
-        tasks = body.get("dag", {}).get("tasks", {})
-        if name in tasks:
-            return component, tasks[name]
-    raise KeyError(name)
-
-
 def test_pretraining_is_in_pod_on_one_node_and_an_uncached_launcher_on_more():
     spec, platform = list(yaml.safe_load_all(COMPILED.read_text()))
     params = spec["root"]["inputDefinitions"]["parameters"]
@@ -91,8 +83,8 @@ def test_pretraining_is_in_pod_on_one_node_and_an_uncached_launcher_on_more():
         t["componentRef"]["name"]: t["triggerPolicy"]["condition"]
         for t in branches["tasks"].values()
     }
-    in_pod_dag, in_pod = _task(spec, "pretrain")
-    launcher_dag, launcher = _task(spec, "pretrain-2")
+    in_pod_dag, in_pod = find_task(spec, "pretrain")
+    launcher_dag, launcher = find_task(spec, "pretrain-2")
     nodes = "int(inputs.parameter_values['pipelinechannel--pretrain_nodes'])"
     assert conditions[in_pod_dag] == f"{nodes} <= 1"
     assert conditions[launcher_dag] == f"!({nodes} <= 1)"
