@@ -56,7 +56,7 @@ from cxrflow.report.model import (
     load_lm,
     smollm2_gguf,
 )
-from cxrflow.report.stage import small_lm_for_reports
+from cxrflow.report.small_lm import small_lm_for_reports
 from cxrflow.report.train import train_report_model
 from tests.report.helpers import make_encoder, make_phantom_dataset
 

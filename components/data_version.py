@@ -9,24 +9,31 @@ from components.images import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def version_data(
+    dataset: dsl.Input[dsl.Dataset],
     repo_root: str,
-    data_dir: str,
-    ingest_run: str,
     dvc_remote: str = "",
     pipeline_run: str = "",
-) -> NamedTuple("DataVersionOutputs", [("data_version", str), ("dvc_remote", str), ("files", int)]):
-    """Record `data_dir` as a DVC data version and push it.
+) -> NamedTuple(
+    "DataVersionOutputs",
+    [("data_version", str), ("dvc_remote", str), ("files", int), ("data_dir", str)],
+):
+    """Record the split `dataset`'s directory as a DVC data version and push it.
 
-    `ingest_run` (an ingest run id or a split digest) orders this step after the steps that
-    write the data directory.
+    Returns the version and the dataset directory the training steps read (typed outputs, so
+    that the training steps' cache keys change exactly when the data does).
     """
     from collections import namedtuple
     from pathlib import Path
 
-    from cxrflow.stages.data_version import run_version_stage
+    from cxrflow.stages import version as stage
 
-    v = run_version_stage(
-        Path(repo_root), Path(data_dir), remote_url=dvc_remote or None, pipeline_run=pipeline_run
+    params = stage.Params(
+        repo_root=Path(repo_root),
+        data_dir=Path(dataset.metadata["data_dir"]),
+        dvc_remote=dvc_remote,
+        pipeline_run=pipeline_run,
     )
-    outputs = namedtuple("DataVersionOutputs", ["data_version", "dvc_remote", "files"])
-    return outputs(v.md5, v.remote, v.files)
+    out = stage.run(params)
+    v = out.version
+    outputs = namedtuple("DataVersionOutputs", ["data_version", "dvc_remote", "files", "data_dir"])
+    return outputs(v.md5, v.remote, v.files, str(out.dataset.root))

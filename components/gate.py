@@ -10,6 +10,7 @@ def data_gate(
     data_version: str, champion_model: str = "cxrflow-encoder", force: bool = False
 ) -> bool:
     """True when `data_version` is not the champion's training data (or no champion exists)."""
-    from cxrflow.cluster.gate import data_changed
+    from cxrflow.stages import gate as stage
 
-    return force or data_changed(data_version, champion_model)
+    params = stage.Params(data_version=data_version, champion_model=champion_model, force=force)
+    return stage.run(params).train

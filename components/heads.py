@@ -17,29 +17,33 @@ def heads(
     metrics: dsl.Output[dsl.Metrics],
     classification: dsl.Output[dsl.ClassificationMetrics],
     exported: dsl.Output[dsl.Model],
+    results: dsl.Output[dsl.Artifact],
     encoder_version: str = "",
     preset: str = "tiny",
     pipeline_run: str = "",
 ) -> NamedTuple("HeadsOutputs", [("heads_dir", str), ("macro_auprc", float)]):
-    """Train the heads of `preset` on the train split, select on val, report on test."""
+    """Train the heads of `preset` on the train split, select on val, report on test.
+
+    `results` holds what the evaluation reads: the metrics, curves, per-image Dice and overlays.
+    """
     import shutil
     from collections import namedtuple
     from pathlib import Path
 
-    from cxrflow.heads.config import preset as heads_preset
-    from cxrflow.heads.stage import run_heads_stage
+    from cxrflow.evaluation.gather import evaluation_files
+    from cxrflow.stages import heads as stage
 
-    out_dir = Path(runs_dir) / f"heads-{data_version[:12]}-{encoder_version or 'local'}-{preset}"
-    out = run_heads_stage(
-        Path(data_dir),
-        Path(encoder_dir),
+    params = stage.Params.in_runs_dir(
+        runs_dir,
+        data_dir=data_dir,
+        encoder_dir=encoder_dir,
         data_version=data_version,
         encoder_version=encoder_version,
-        config=heads_preset(preset),
-        out_dir=out_dir,
+        preset=preset,
         pipeline_run=pipeline_run,
-        markdown_out=Path(tables.path),
     )
+    out = stage.run(params)
+    Path(tables.path).write_text(out.result.markdown)
     values = out.result.metrics()
     for name, value in values.items():
         metrics.log_metric(name, value)
@@ -52,10 +56,12 @@ def heads(
                 classification.log_roc_curve(**curve["roc"])
                 classification.log_confusion_matrix(curve["categories"], curve["confusion_matrix"])
                 break
-    export_dir = out_dir / "export"
-    if export_dir.is_dir():
-        shutil.copytree(export_dir, exported.path, dirs_exist_ok=True)
+    if out.export_dir.is_dir():
+        shutil.copytree(out.export_dir, exported.path, dirs_exist_ok=True)
     exported.metadata.update({"registered": out.registered, "data_version": data_version})
+    Path(results.path).mkdir(parents=True, exist_ok=True)
+    for path in evaluation_files(out.out_dir):
+        shutil.copyfile(path, Path(results.path) / path.name)
     macro = float(values.get("cls.auprc.macro", float("nan")))
     outputs = namedtuple("HeadsOutputs", ["heads_dir", "macro_auprc"])
-    return outputs(str(out_dir), macro)
+    return outputs(str(out.out_dir), macro)

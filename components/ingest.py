@@ -11,7 +11,7 @@ from components.images import CPU_IMAGE
 def ingest(
     inbox: str,
     data_dir: str,
-    manifest: dsl.Output[dsl.Dataset],
+    dataset: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Markdown],
     ground_truth: str = "",
     max_side: int = 1024,
@@ -28,34 +28,42 @@ def ingest(
     """De-identify the DICOM files of `inbox` into the dataset directory `data_dir`.
 
     The key comes from the environment (CXRFLOW_DEID_KEY_FILE or CXRFLOW_DEID_KEY, from a
-    Kubernetes Secret on a cluster), never from a parameter.
+    Kubernetes Secret on a cluster), never from a parameter. `dataset` is the manifest, its
+    metadata the dataset directory the next steps read.
     """
+    import shutil
     from collections import namedtuple
-    from pathlib import Path
 
-    from cxrflow.deid import DeidOptions
-    from cxrflow.stages.ingest import run_ingest_stage
+    from cxrflow.stages import ingest as stage
+    from cxrflow.stages.contract import from_json
 
-    out = run_ingest_stage(
-        Path(inbox),
-        Path(data_dir),
-        ground_truth=Path(ground_truth) if ground_truth else None,
-        max_side=max_side,
-        png_bits=png_bits,
-        write_dicom=write_dicom,
-        workers=workers,
-        options=DeidOptions(
+    params = from_json(
+        stage.Params,
+        dict(
+            inbox=inbox,
+            data_dir=data_dir,
+            ground_truth=ground_truth,
+            max_side=max_side,
+            png_bits=png_bits,
+            write_dicom=write_dicom,
+            workers=workers,
             retain_patient_characteristics=retain_patient_characteristics,
             retain_longitudinal_modified_dates=retain_longitudinal_modified_dates,
             clean_descriptors=clean_descriptors,
+            pipeline_run=pipeline_run,
         ),
-        pipeline_run=pipeline_run,
-        manifest_out=Path(manifest.path),
-        summary_out=Path(summary.path),
     )
+    out = stage.run(params)
     r = out.result
-    manifest.metadata.update(
-        {"data_dir": data_dir, "images": r.written + r.skipped_existing, "ingest_run": r.run_id}
+    shutil.copyfile(out.dataset.manifest_path, dataset.path)
+    dataset.metadata.update(
+        {
+            "data_dir": str(out.dataset.root),
+            "images": r.written + r.skipped_existing,
+            "ingest_run": r.run_id,
+        }
     )
+    with open(summary.path, "w") as f:
+        f.write(out.summary_markdown)
     outputs = namedtuple("IngestOutputs", ["ingest_run", "found", "written", "quarantined"])
     return outputs(r.run_id, r.found, r.written, r.quarantined)

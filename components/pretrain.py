@@ -44,14 +44,13 @@ def pretrain(
     ConfigMap (else trainjob). `job_namespace` empty: this pod's namespace.
     `job_timeout_hours` 0: no limit. `keep_job` keeps the finished job and its pods.
     """
-    import logging
     import shutil
     from collections import namedtuple
 
-    from cxrflow.cluster.pretrain_entry import PretrainArgs, run
+    from cxrflow.cluster.dispatch import JobOptions, run_stage
+    from cxrflow.stages import pretrain as stage
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args = PretrainArgs.in_runs_dir(
+    params = stage.Params.in_runs_dir(
         runs_dir,
         data_dir=data_dir,
         data_version=data_version,
@@ -59,30 +58,20 @@ def pretrain(
         steps=steps,
         batch_size=batch_size,
         seed=seed,
-        init_from=init_from,
+        init_from=init_from or None,
         dvc_remote=dvc_remote,
         pipeline_run=pipeline_run,
     )
-    if nodes < 1:
-        raise ValueError(f"nodes: {nodes} must be >= 1")
-    if nodes == 1:
-        outcome = run(args)
-    else:
-        from cxrflow.cluster import launcher
-
-        launcher.raise_on_sigterm()  # a cancelled run deletes its job
-        outcome = launcher.launch_pretrain(
-            args,
-            launcher.MultiNodeSettings(
-                nodes=nodes,
-                gpus_per_node=gpus_per_node,
-                backend=job_backend,
-                image=job_image,
-                namespace=job_namespace,
-                timeout_s=job_timeout_hours * 3600.0,
-                keep_job=keep_job,
-            ),
-        )
+    options = JobOptions(
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        backend=job_backend,
+        image=job_image,
+        namespace=job_namespace,
+        timeout_hours=job_timeout_hours,
+        keep_job=keep_job,
+    )
+    outcome = run_stage("pretrain", params, options)
     shutil.copytree(outcome["encoder_dir"], encoder.path, dirs_exist_ok=True)
     encoder.metadata.update(
         {"data_version": data_version, "registered_version": outcome["encoder_version"]}

@@ -49,51 +49,42 @@ def report(
     trainjob). `job_namespace` empty: this pod's namespace. `job_timeout_hours` 0: no limit.
     `keep_job` keeps the finished job and its pods.
     """
-    import logging
     import shutil
     from collections import namedtuple
     from pathlib import Path
 
-    from cxrflow.cluster.report_entry import ReportArgs, run
+    from cxrflow.cluster.dispatch import JobOptions, run_stage
+    from cxrflow.stages import report as stage
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args = ReportArgs.in_runs_dir(
+    params = stage.Params.in_runs_dir(
         runs_dir,
         data_dir=data_dir,
         encoder_dir=encoder_dir,
         data_version=data_version,
         encoder_version=encoder_version,
         preset=preset,
-        lm_dir=lm_dir,
+        lm_dir=lm_dir or None,
         steps=steps,
         deepspeed=deepspeed,
         pipeline_run=pipeline_run,
     )
-    if nodes < 1:
-        raise ValueError(f"nodes: {nodes} must be >= 1")
-    if nodes == 1:
-        outcome = run(args)
-    else:
-        from cxrflow.cluster import launcher
-
-        launcher.raise_on_sigterm()  # a cancelled run deletes its job
-        outcome = launcher.launch_report(
-            args,
-            launcher.MultiNodeSettings(
-                nodes=nodes,
-                gpus_per_node=gpus_per_node,
-                backend=job_backend,
-                runtime=job_runtime,
-                image=job_image,
-                namespace=job_namespace,
-                timeout_s=job_timeout_hours * 3600.0,
-                keep_job=keep_job,
-            ),
-        )
+    options = JobOptions(
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        backend=job_backend,
+        runtime=job_runtime,
+        image=job_image,
+        namespace=job_namespace,
+        timeout_hours=job_timeout_hours,
+        keep_job=keep_job,
+    )
+    outcome = run_stage("report", params, options)
     Path(table.path).write_text(outcome["table_markdown"])
     shutil.copytree(outcome["model_dir"], generator.path, dirs_exist_ok=True)
     generator.metadata.update({"registered_version": outcome["model_version"]})
     if "job" in outcome:  # the TrainJob/PyTorchJob that trained it
         generator.metadata["training_job"] = outcome["job"]
+    # The metrics file's path, not an artifact: the two branches' outputs are joined with
+    # dsl.OneOf, which kfp.local supports for parameters only.
     outputs = namedtuple("ReportOutputs", ["results", "report_version"])
     return outputs(outcome["results"], outcome["model_version"])

@@ -26,10 +26,10 @@ def plan_ingest_shards(
     """
     from pathlib import Path
 
-    from cxrflow.cluster.sharded_stage import plan_stage, shard_root
+    from cxrflow.stages import ingest as stage
 
-    root = shard_root(Path(data_dir), work_dir, pipeline_run)
-    return plan_stage(Path(inbox), n_shards, root, Path(ground_truth) if ground_truth else None)
+    root = stage.shard_root(Path(data_dir), work_dir, pipeline_run)
+    return stage.plan(Path(inbox), n_shards, root, Path(ground_truth) if ground_truth else None)
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -55,33 +55,32 @@ def ingest_shard(
     """
     from pathlib import Path
 
-    from cxrflow.cluster.sharded_stage import shard_stage
-    from cxrflow.deid import DeidOptions
-    from cxrflow.ingest import IngestConfig
+    from cxrflow.stages import ingest as stage
+    from cxrflow.stages.contract import from_json
 
-    config = IngestConfig(
-        input_dir=Path(inbox),
-        output_dir=Path(data_dir),
-        ground_truth=Path(ground_truth) if ground_truth else None,
-        max_side=max_side,
-        png_bits=png_bits,
-        write_dicom=write_dicom,
-        workers=workers,
-        show_progress=False,
+    params = from_json(
+        stage.Params,
+        dict(
+            inbox=inbox,
+            data_dir=data_dir,
+            ground_truth=ground_truth,
+            max_side=max_side,
+            png_bits=png_bits,
+            write_dicom=write_dicom,
+            workers=workers,
+            retain_patient_characteristics=retain_patient_characteristics,
+            retain_longitudinal_modified_dates=retain_longitudinal_modified_dates,
+            clean_descriptors=clean_descriptors,
+        ),
     )
-    options = DeidOptions(
-        retain_patient_characteristics=retain_patient_characteristics,
-        retain_longitudinal_modified_dates=retain_longitudinal_modified_dates,
-        clean_descriptors=clean_descriptors,
-    )
-    return str(shard_stage(config, shard, n_shards, Path(shard_dir), options))
+    return str(stage.run_shard(params, shard, n_shards, Path(shard_dir)))
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def merge_ingest_shards(
     shard_dirs: list,
     data_dir: str,
-    manifest: dsl.Output[dsl.Dataset],
+    dataset: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Markdown],
     keep_shards: bool = False,
     pipeline_run: str = "",
@@ -89,22 +88,24 @@ def merge_ingest_shards(
     "IngestOutputs", [("ingest_run", str), ("found", int), ("written", int), ("quarantined", int)]
 ):
     """Merge the shards into `data_dir`: the dataset a single-pod ingestion would have written."""
+    import shutil
     from collections import namedtuple
     from pathlib import Path
 
-    from cxrflow.cluster.sharded_stage import merge_stage
+    from cxrflow.stages import ingest as stage
 
-    out = merge_stage(
+    out = stage.merge(
         [Path(d) for d in shard_dirs],
         Path(data_dir),
         pipeline_run=pipeline_run,
-        manifest_out=Path(manifest.path),
-        summary_out=Path(summary.path),
         cleanup=not keep_shards,
     )
     r = out.result
-    manifest.metadata.update(
+    shutil.copyfile(out.dataset.manifest_path, dataset.path)
+    dataset.metadata.update(
         {"data_dir": data_dir, "images": r.written + r.skipped_existing, "ingest_run": r.run_id}
     )
+    with open(summary.path, "w") as f:
+        f.write(out.summary_markdown)
     outputs = namedtuple("IngestOutputs", ["ingest_run", "found", "written", "quarantined"])
     return outputs(r.run_id, r.found, r.written, r.quarantined)

@@ -9,8 +9,8 @@ from components.images import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def split(
-    data_dir: str,
-    ingest_run: str,
+    dataset: dsl.Input[dsl.Dataset],
+    split_dataset: dsl.Output[dsl.Dataset],
     report: dsl.Output[dsl.Markdown],
     train_ratio: float = 0.7,
     val_ratio: float = 0.15,
@@ -19,18 +19,31 @@ def split(
     mode: str = "hash",
     pipeline_run: str = "",
 ) -> NamedTuple("SplitOutputs", [("split_digest", str), ("new_subjects", int)]):
-    """Assign every subject of `data_dir` to train/val/test; known subjects never move.
+    """Assign every subject of the ingested `dataset` to train/val/test; known subjects never move.
 
-    `ingest_run` orders this step after ingestion and changes the cache key when data does.
+    `split_dataset` is the manifest with its split column, its metadata the dataset directory
+    and the split digest.
     """
+    import shutil
     from collections import namedtuple
-    from pathlib import Path
 
-    from cxrflow.split import SplitConfig, run_split_stage
+    from cxrflow.stages import split as stage
 
-    config = SplitConfig(ratios=(train_ratio, val_ratio, test_ratio), seed=seed, mode=mode)
-    out = run_split_stage(
-        Path(data_dir), config, pipeline_run=pipeline_run, report_out=Path(report.path)
+    params = stage.Params(
+        data_dir=dataset.metadata["data_dir"],
+        train_ratio=train_ratio,
+        val_ratio=val_ratio,
+        test_ratio=test_ratio,
+        seed=seed,
+        mode=mode,
+        pipeline_run=pipeline_run,
     )
+    out = stage.run(params)
+    shutil.copyfile(out.dataset.manifest_path, split_dataset.path)
+    split_dataset.metadata.update(
+        {"data_dir": str(out.dataset.root), "split_digest": out.digest, **out.images}
+    )
+    with open(report.path, "w") as f:
+        f.write(out.report_markdown)
     outputs = namedtuple("SplitOutputs", ["split_digest", "new_subjects"])
     return outputs(out.digest, out.new_subjects)

@@ -26,13 +26,14 @@ def sharded_ingest_pipeline(
     retain_longitudinal_modified_dates: bool = True,
     clean_descriptors: bool = True,
     keep_shards: bool = False,
-) -> str:
-    """Ingest `inbox` into `data_dir` in `n_shards` pods; returns the ingest run id.
+) -> dsl.Dataset:
+    """Ingest `inbox` into `data_dir` in `n_shards` pods; returns the dataset (its manifest).
 
     On a cluster every step mounts the `cxrflow-data` PVC at /data (inbox, dataset and shard
     directories must be paths there) and the plan and shard steps mount the key Secret.
 
-    Usable as a sub-pipeline: `sharded_ingest_pipeline(...).output` is the run id.
+    Usable as a sub-pipeline: `sharded_ingest_pipeline(...).output` is the dataset artifact
+    that the split and versioning steps take.
     """
     plan = plan_ingest_shards(
         inbox=inbox,
@@ -73,7 +74,7 @@ def sharded_ingest_pipeline(
     apply_common_settings(merge)  # the merge needs no key: shards carry file keys only
     merge.set_caching_options(False)
     merge.set_display_name("merge shards")
-    return merge.outputs["ingest_run"]
+    return merge.outputs["dataset"]
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

@@ -4,6 +4,7 @@ ingest + de-identify -> split by subject -> version the data (DVC) -> DINOv2 pre
 -> heads and report generation (in parallel) -> evaluation -> promotion gate + model card.
 """
 
+import inspect
 from pathlib import Path
 
 from kfp import compiler, dsl
@@ -15,15 +16,17 @@ from components.heads import heads
 from components.images import CUDA_IMAGE
 from components.ingest import ingest
 from components.pretrain import pretrain
-from components.publish import DEFAULT_GATE, publish
+from components.publish import publish
 from components.report import report
 from components.split import split
 from cxrflow.cluster.config import GpuPool
+from cxrflow.stages.publish import DEFAULT_GATE
 from pipelines.kubernetes import (
     apply_common_settings,
     apply_gpu_settings,
     apply_launcher_settings,
 )
+from pipelines.parameters import docstring
 
 PIPELINE_NAME = "cxrflow-training"
 COMPILED = Path(__file__).with_name("training.yaml")
@@ -63,8 +66,7 @@ def _in_pod_or_launcher(
     return in_pod, launcher
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="RAD-DINO-style chest X-ray encoder training.")
-def training_pipeline(
+def _training_pipeline(
     inbox: str,
     data_dir: str,
     repo_root: str = ".",
@@ -102,7 +104,6 @@ def training_pipeline(
     gate_config: str = DEFAULT_GATE,
     force_train: bool = False,
 ) -> None:
-    """Every knob is a typed pipeline parameter, so the Kubeflow UI run form can set it."""
     ingest_task = ingest(
         inbox=inbox,
         data_dir=data_dir,
@@ -121,8 +122,7 @@ def training_pipeline(
     ingest_task.set_display_name("ingest + de-identify")
 
     split_task = split(
-        data_dir=data_dir,
-        ingest_run=ingest_task.outputs["ingest_run"],
+        dataset=ingest_task.outputs["dataset"],
         train_ratio=train_ratio,
         val_ratio=val_ratio,
         test_ratio=test_ratio,
@@ -135,9 +135,8 @@ def training_pipeline(
 
     # The split is part of the dataset: version after it, so the md5 covers the assignment.
     version_task = version_data(
+        dataset=split_task.outputs["split_dataset"],
         repo_root=repo_root,
-        data_dir=data_dir,
-        ingest_run=split_task.outputs["split_digest"],
         dvc_remote=dvc_remote,
         pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     )
@@ -150,8 +149,10 @@ def training_pipeline(
     gate_task.set_display_name("data changed since the champion?")
 
     with dsl.If(gate_task.output == True, name="train-on-new-data"):  # noqa: E712 (KFP condition)
-        # Data-dependent from here on: the data version is an input, so KFP's cache key changes
-        # exactly when the data does.
+        # Data-dependent from here on: the dataset directory and the data version are typed
+        # outputs of the versioning step (not artifacts, whose URIs change on every run), so
+        # KFP's cache key changes exactly when the data does.
+        data = version_task.outputs["data_dir"]
         #
         # Multi-node pre-training is a launcher step: it creates a TrainJob/PyTorchJob and follows
         # it. KFP fixes caching and resources per task at compile time, while `pretrain_nodes` is
@@ -161,7 +162,7 @@ def training_pipeline(
         # holds no GPU: it would idle for the whole run and could keep the job's last node from
         # being scheduled. Downstream takes the outputs of whichever ran (dsl.OneOf).
         pretrain_args = dict(
-            data_dir=data_dir,
+            data_dir=data,
             data_version=version_task.outputs["data_version"],
             runs_dir=runs_dir,
             preset=pretrain_preset,
@@ -192,7 +193,7 @@ def training_pipeline(
         )
 
         heads_task = heads(
-            data_dir=data_dir,
+            data_dir=data,
             data_version=version_task.outputs["data_version"],
             encoder_dir=encoder_dir,
             encoder_version=encoder_version,
@@ -205,7 +206,7 @@ def training_pipeline(
         # Report fine-tuning: the same two-task design as pre-training, on `report_nodes`. The
         # launcher's TrainJob uses the Trainer's deepspeed-distributed runtime by default.
         report_args = dict(
-            data_dir=data_dir,
+            data_dir=data,
             data_version=version_task.outputs["data_version"],
             encoder_dir=encoder_dir,
             encoder_version=encoder_version,
@@ -232,19 +233,21 @@ def training_pipeline(
         )
 
         evaluate_task = evaluate(
-            data_dir=data_dir,
+            data_dir=data,
+            data_version=version_task.outputs["data_version"],
+            split_digest=split_task.outputs["split_digest"],
             runs_dir=runs_dir,
             encoder_version=encoder_version,
+            heads_results=heads_task.outputs["results"],
             report_results=report_results,
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         )
-        evaluate_task.after(heads_task)
         evaluate_task.set_caching_options(False)
         evaluate_task.set_display_name("evaluation")
 
         publish_task = publish(
             encoder_version=encoder_version,
-            evaluation_json=evaluate_task.outputs["Output"],
+            evaluation=evaluate_task.outputs["evaluation"],
             gate_config=gate_config,
         )
         publish_task.set_caching_options(False)
@@ -277,6 +280,15 @@ def training_pipeline(
         )
     for task in (launch_task, report_launch_task):
         apply_launcher_settings(task, checkpoint_pvc="cxrflow-checkpoints")
+
+
+_training_pipeline.__doc__ = docstring(
+    "From an inbox of DICOM files to a registered, documented encoder.",
+    list(inspect.signature(_training_pipeline).parameters),
+)
+training_pipeline = dsl.pipeline(
+    name=PIPELINE_NAME, description="RAD-DINO-style chest X-ray encoder training."
+)(_training_pipeline)
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

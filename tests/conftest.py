@@ -1,4 +1,4 @@
-"""Process-wide test hygiene shared by every test package."""
+"""Process-wide test hygiene and the fixtures shared by several test packages."""
 
 import os
 import sys
@@ -42,3 +42,21 @@ def pretrained_phantom(tmp_path_factory: pytest.TempPathFactory):
     # Each xdist worker has its own basetemp under one session root; share that root.
     root: Path = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     return shared_run(root)
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised, empty MLflow SQLite store (creating one takes seconds: tests copy it)."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def tracking(mlflow_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An MlflowClient on a fresh SQLite store in tmp_path (MLFLOW_TRACKING_URI set)."""
+    from tests.registry.helpers import use_tracking
+
+    return use_tracking(mlflow_template, tmp_path, monkeypatch)

@@ -185,21 +185,33 @@ def compile(
 
 @app.command("split")
 def split_cmd(
-    data_dir: Annotated[Path, typer.Option(help="Dataset directory (with manifest.parquet).")],
+    data_dir: Annotated[
+        Path, typer.Option(help="Dataset directory (manifest.parquet, splits.parquet).")
+    ],
     ratios: Annotated[
         str, typer.Option(help="train/val/test, e.g. 70/15/15 or 0.6,0.2,0.2.")
     ] = "70/15/15",
-    seed: Annotated[str, typer.Option(help="Salt of the subject hash.")] = "cxrflow-split-v1",
-    mode: Annotated[str, typer.Option(help="hash, stratified or official.")] = "hash",
+    seed: Annotated[str, typer.Option(help="Salt of the keyed subject hash.")] = "cxrflow-split-v1",
+    mode: Annotated[str, typer.Option(help="hash, stratified (by findings) or official.")] = "hash",
 ) -> None:
     """Assign subjects to train/val/test (known subjects never move) and print the report."""
-    from cxrflow.split import SplitConfig, parse_ratios, run_split_stage
+    from cxrflow.split import parse_ratios
+    from cxrflow.stages import split as split_stage
 
     try:
-        config = SplitConfig(ratios=parse_ratios(ratios), seed=seed, mode=mode)  # type: ignore[arg-type]
+        train, val, test = parse_ratios(ratios)
+        params = split_stage.Params(
+            data_dir=data_dir,
+            train_ratio=train,
+            val_ratio=val,
+            test_ratio=test,
+            seed=seed,
+            mode=mode,
+        )
+        params.config()
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    out = run_split_stage(data_dir, config)
+    out = split_stage.run(params)
     console.print(out.report_markdown)
 
 
@@ -244,65 +256,73 @@ def pretrain_cmd(
     out_dir: Annotated[
         Path, typer.Option(help="Run directory: checkpoints and the exported encoder.")
     ],
-    preset: Annotated[str, typer.Option(help="tiny or paper.")] = "tiny",
-    steps: Annotated[int, typer.Option(min=0, help="Override the preset's steps (0: keep).")] = 0,
+    preset: Annotated[str, typer.Option(help="Pre-training preset: tiny or paper.")] = "tiny",
+    steps: Annotated[int, typer.Option(min=0, help="Training steps; 0 keeps the preset's.")] = 0,
     batch_size: Annotated[
-        int, typer.Option(min=0, help="Global batch (0: keep the preset's).")
+        int, typer.Option(min=0, help="Global batch over all GPUs; 0 keeps the preset's.")
     ] = 0,
     init_from: Annotated[
-        Path | None, typer.Option(help="Local HF DINOv2 directory to start from.")
+        Path | None,
+        typer.Option(
+            help="Local Hugging Face DINOv2 directory to start from (empty: random init)."
+        ),
     ] = None,
-    data_version: Annotated[str, typer.Option(help="Data version (DVC md5) for lineage.")] = "",
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    data_version: Annotated[
+        str, typer.Option(help="Data version (DVC md5) the run trains on, for lineage.")
+    ] = "",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """DINOv2 continual pre-training; runs unchanged under `torchrun` (one process per GPU)."""
-    import os
+    from cxrflow.stages import pretrain as stage
 
-    from cxrflow.ssl.presets import preset as named_preset
-    from cxrflow.ssl.train import pretrain
-    from cxrflow.stages.pretrain import run_pretrain_stage
-
-    changes = {k: v for k, v in {"steps": steps, "batch_size": batch_size}.items() if v}
+    params = stage.Params(
+        data_dir=data_dir,
+        out_dir=out_dir,
+        data_version=data_version,
+        preset=preset,
+        steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        init_from=init_from,
+    )
     try:
-        config = named_preset(preset, seed=seed, **changes)
+        params.config()
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    if int(os.environ.get("RANK", "0")) > 0:  # workers train; rank 0 also logs and exports
-        pretrain(config, data_dir, out_dir, init_from=init_from, progress=False)
-        return
-    out = run_pretrain_stage(
-        data_dir, out_dir, config, data_version=data_version, init_from=init_from
-    )
-    console.print(f"encoder: {out.encoder_dir} (registered version {out.encoder_version})")
+    out = stage.run(params)
+    if out is not None:  # rank 0
+        console.print(f"encoder: {out.encoder_dir} (registered version {out.encoder_version})")
 
 
 @app.command("heads")
 def heads_cmd(
     data_dir: Annotated[Path, typer.Option(help="Dataset directory with a split manifest.")],
     encoder_dir: Annotated[
-        Path, typer.Option(help="HF DINOv2 directory (the pre-training export).")
+        Path, typer.Option(help="Hugging Face DINOv2 directory (the pre-training export).")
     ],
     out_dir: Annotated[Path, typer.Option(help="Where heads, plots and tables go.")],
-    preset: Annotated[str, typer.Option(help="tiny or paper.")] = "tiny",
+    preset: Annotated[str, typer.Option(help="Heads preset: tiny or paper.")] = "tiny",
     data_version: Annotated[str, typer.Option(help="Data version (DVC md5) for lineage.")] = "",
-    encoder_version: Annotated[str, typer.Option(help="Registered encoder version.")] = "",
+    encoder_version: Annotated[
+        str, typer.Option(help="Registered encoder version, for lineage.")
+    ] = "",
 ) -> None:
     """Train classification probes, segmentation decoders and demographics probes; print tables."""
-    from cxrflow.heads.config import preset as heads_preset
-    from cxrflow.heads.stage import run_heads_stage
+    from cxrflow.stages import heads as stage
 
-    try:
-        config = heads_preset(preset)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--preset") from exc
-    out = run_heads_stage(
-        data_dir,
-        encoder_dir,
+    params = stage.Params(
+        data_dir=data_dir,
+        encoder_dir=encoder_dir,
+        out_dir=out_dir,
         data_version=data_version,
         encoder_version=encoder_version,
-        config=config,
-        out_dir=out_dir,
+        preset=preset,
     )
+    try:
+        params.config()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--preset") from exc
+    out = stage.run(params)
     console.print(out.result.markdown)
 
 
@@ -310,33 +330,45 @@ def heads_cmd(
 def report_cmd(
     data_dir: Annotated[Path, typer.Option(help="Dataset directory with reports and a split.")],
     encoder_dir: Annotated[
-        Path, typer.Option(help="HF DINOv2 directory (the frozen vision tower).")
+        Path, typer.Option(help="Hugging Face DINOv2 directory: the frozen vision tower.")
     ],
     out_dir: Annotated[Path, typer.Option(help="Where the model, metrics and samples go.")],
-    preset: Annotated[str, typer.Option(help="tiny or paper.")] = "tiny",
-    lm_dir: Annotated[Path | None, typer.Option(help="Local Llama-family HF dir or .gguf.")] = None,
-    steps: Annotated[int, typer.Option(min=0, help="Training steps (0: the preset's).")] = 0,
+    preset: Annotated[str, typer.Option(help="Report preset: tiny or paper.")] = "tiny",
+    lm_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Local Llama-family Hugging Face directory or .gguf file (empty: a small Llama "
+            "built from config with a tokenizer trained on the training reports)."
+        ),
+    ] = None,
+    steps: Annotated[
+        int, typer.Option(min=0, help="Training steps; 0 keeps the preset's length.")
+    ] = 0,
     data_version: Annotated[str, typer.Option(help="Data version (DVC md5) for lineage.")] = "",
-    encoder_version: Annotated[str, typer.Option(help="Registered encoder version.")] = "",
+    encoder_version: Annotated[
+        str, typer.Option(help="Registered encoder version, for lineage.")
+    ] = "",
 ) -> None:
     """Fine-tune a LLaVA-style report generator on the frozen encoder; print Table 2."""
-    from cxrflow.report.config import ReportConfig
-    from cxrflow.report.stage import run_report_stage
+    from cxrflow.stages import report as stage
 
-    try:
-        config = ReportConfig.named(preset, **({"max_steps": steps} if steps else {}))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--preset") from exc
-    out = run_report_stage(
-        data_dir,
-        encoder_dir,
-        lm_dir=lm_dir,
+    params = stage.Params(
+        data_dir=data_dir,
+        encoder_dir=encoder_dir,
+        out_dir=out_dir,
         data_version=data_version,
         encoder_version=encoder_version,
-        config=config,
-        out_dir=out_dir,
+        preset=preset,
+        lm_dir=lm_dir,
+        steps=steps,
     )
-    console.print(out.table_markdown)
+    try:
+        params.config()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--preset") from exc
+    out = stage.run(params)
+    if out is not None:  # rank 0
+        console.print(out.table_markdown)
 
 
 lineage_app = typer.Typer(

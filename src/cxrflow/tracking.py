@@ -14,12 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cxrflow.tags import TAG_DATA_VERSION, TAG_PIPELINE_RUN, TAG_STAGE
+
 log = logging.getLogger(__name__)
 
 EXPERIMENT = os.environ.get("CXRFLOW_EXPERIMENT", "cxrflow")
-TAG_PIPELINE_RUN = "cxrflow.pipeline_run"
-TAG_STAGE = "cxrflow.stage"
-TAG_DATA_VERSION = "cxrflow.data_version"
 
 
 @contextmanager
@@ -72,11 +71,6 @@ def log_dataset_version(manifest_path: Path, md5: str, remote: str, name: str = 
     mlflow.set_tag(TAG_DATA_VERSION, md5)
 
 
-TAG_PIPELINE_PARAMS = "cxrflow.pipeline_params_digest"
-TAG_GIT_COMMIT = "cxrflow.git_commit"
-TAG_ENCODER_VERSION = "cxrflow.encoder_version"
-
-
 def git_commit() -> str:
     """The code's commit: $CXRFLOW_GIT_COMMIT (set in images), else `git rev-parse HEAD`."""
     import subprocess
@@ -104,11 +98,3 @@ def params_digest(params: dict[str, Any]) -> str:
     import json
 
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def register_model_version(model_uri: str, name: str, tags: dict[str, str]) -> str:
-    """Register `model_uri` as a new version of `name` with `tags`; returns the version."""
-    import mlflow
-
-    mv = mlflow.register_model(model_uri, name, tags=tags)
-    return str(mv.version)

@@ -1,8 +1,9 @@
 """An in-memory stand-in for the two Kubernetes APIs the launcher uses (no cluster here).
 
-It implements only the methods `cxrflow.cluster.launcher` calls, with the argument names,
-return types (dicts for custom objects, `kubernetes.client` models for pods and ConfigMaps,
-an undecoded response for logs) and errors (`ApiException` 404/409/400) of the real client.
+It implements only the methods the launcher calls (`cxrflow.cluster.launcher`, `.kube`,
+`.pod_logs`), with the argument names, return types (dicts for custom objects,
+`kubernetes.client` models for pods and ConfigMaps, an undecoded response for logs) and errors
+(`ApiException` 404/409/400) of the real client.
 It records what was created and deleted, answers status reads from a scripted sequence, and
 serves log lines on a fake clock. It labels the job's pods the way the Trainer (JobSet) and the
 Training Operator label theirs, so a launcher that looks for the wrong pod or container finds
@@ -326,16 +327,37 @@ LAUNCHER_ENV = {
 }
 
 
+def job_command(job: dict[str, Any]) -> list[str]:
+    """The command of the job's training container (the same on every node)."""
+    if job["kind"] == "TrainJob":
+        return job["spec"]["trainer"]["command"]
+    master = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    return master["containers"][0]["command"]
+
+
+def node_params(job: dict[str, Any], stage: str) -> Any:
+    """The Params that the job's command gives `python -m cxrflow.cluster.entry STAGE`."""
+    from cxrflow.cluster import entry
+
+    command = job_command(job)
+    start = command.index(entry.MODULE) + 2
+    assert command[start - 4 : start] == list(entry.program(stage))
+    parsed_stage, params = entry.parse(command[start - 1 :])
+    assert parsed_stage == stage
+    return params
+
+
 def launch_on(
-    cluster: FakeCluster, launch: Callable[..., dict[str, Any]], args: Any, storage: Any, **kw: Any
+    cluster: FakeCluster, stage: str, params: Any, storage: Any, **kw: Any
 ) -> dict[str, Any]:
-    """Run `launch` (launch_pretrain, launch_report) on `cluster`: 2 nodes x 2 GPUs in "ml"."""
-    from cxrflow.cluster.launcher import MultiNodeSettings
+    """`launcher.launch(stage, params, ...)` on `cluster`: 2 nodes x 2 GPUs in "ml"."""
+    from cxrflow.cluster.launcher import MultiNodeSettings, launch
 
     settings = dict(nodes=2, gpus_per_node=2, namespace="ml", storage=storage, poll_interval_s=30)
     settings.update(kw)
     return launch(
-        args,
+        stage,
+        params,
         MultiNodeSettings(**settings),
         custom_api=cluster,
         core_api=cluster,

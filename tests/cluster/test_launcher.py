@@ -6,6 +6,7 @@ elsewhere: the job objects by tests/cluster/test_jobs.py, the command under torc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from cxrflow.cluster import entry
 from cxrflow.cluster.config import ClusterConfigError, GpuPool, JobStorage
 from cxrflow.cluster.launcher import (
     EncoderMissingError,
@@ -21,13 +23,13 @@ from cxrflow.cluster.launcher import (
     JobTimeoutError,
     LaunchError,
     MultiNodeSettings,
-    build_pretrain_job,
     check_shared_paths,
     job_name,
-    launch_pretrain,
-    rank0_pod,
 )
-from cxrflow.cluster.pretrain_entry import MODULE, RESULT_FILE, PretrainArgs, parse_args
+from cxrflow.cluster.pod_logs import rank0_pod
+from cxrflow.cluster.stage_specs import SPECS, build_job
+from cxrflow.stages import pretrain, report
+from cxrflow.stages.contract import to_json
 from tests.cluster.fake_kube import (
     COMPLETE_TRAINJOB,
     FAILED_TRAINJOB,
@@ -41,6 +43,7 @@ from tests.cluster.fake_kube import (
     FakeCluster,
     api_error,
     launch_on,
+    node_params,
 )
 
 
@@ -52,28 +55,21 @@ def shared(tmp_path) -> JobStorage:
     return JobStorage(data_mount=str(tmp_path / "data"), checkpoint_mount=str(tmp_path / "ckpt"))
 
 
-def _args(shared: JobStorage, **kw: Any) -> PretrainArgs:
-    values = dict(
-        data_dir=f"{shared.data_mount}/ds",
+def _args(shared: JobStorage, **kw: Any) -> pretrain.Params:
+    values: dict[str, Any] = dict(
+        data_dir=Path(shared.data_mount) / "ds",
         data_version="0123456789abcdef",
         steps=20,
         batch_size=32,
         pipeline_run="training-run-42",
     )
     values.update(kw)
-    return PretrainArgs.in_runs_dir(f"{shared.checkpoint_mount}/runs", **values)
+    return pretrain.Params.in_runs_dir(Path(shared.checkpoint_mount) / "runs", **values)
 
 
-def _node_args(job: dict[str, Any]) -> PretrainArgs:
-    """The arguments the job's command gives the entry point on every node."""
-    if job["kind"] == "TrainJob":
-        command = job["spec"]["trainer"]["command"]
-    else:
-        master = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
-        command = master["containers"][0]["command"]
-    start = command.index(MODULE) + 1
-    assert command[start - 3 : start] == ["python", "-m", MODULE]
-    return parse_args(command[start:])
+def _node_args(job: dict[str, Any]) -> pretrain.Params:
+    """The parameters the job's command gives `python -m cxrflow.cluster.entry pretrain`."""
+    return node_params(job, "pretrain")
 
 
 def _rank0_writes_outputs(job: dict[str, Any]) -> None:
@@ -83,20 +79,21 @@ def _rank0_writes_outputs(job: dict[str, Any]) -> None:
     encoder.mkdir(parents=True, exist_ok=True)
     (encoder / "config.json").write_text('{"model_type": "dinov2"}')
     (encoder / "model.safetensors").write_bytes(b"weights")
-    Path(args.result_file()).write_text(
+    entry.result_file(args).write_text(
         json.dumps(
             {
                 "encoder_dir": str(encoder),
                 "encoder_version": "7",
                 "mlflow_run_id": "abc",
                 "metrics": {},
+                "params": to_json(args),
             }
         )
     )
 
 
-def _launch(cluster: FakeCluster, args: PretrainArgs, shared: JobStorage, **kw: Any):
-    return launch_on(cluster, launch_pretrain, args, shared, **kw)
+def _launch(cluster: FakeCluster, args: pretrain.Params, shared: JobStorage, **kw: Any):
+    return launch_on(cluster, "pretrain", args, shared, **kw)
 
 
 def _streamed(caplog) -> list[str]:
@@ -120,7 +117,8 @@ def test_trainjob_success_creates_the_job_streams_rank0_and_returns_the_encoder(
     (job,) = cluster.created
     assert job["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and job["kind"] == "TrainJob"
     assert job["metadata"]["namespace"] == "ml"
-    assert job["metadata"]["name"] == job_name("pretrain", args.pipeline_run, args.out_dir)
+    assert job["metadata"]["name"] == job_name("pretrain", args.pipeline_run, str(args.out_dir))
+    assert job["metadata"]["labels"]["cxrflow.io/stage"] == "pretrain"
     trainer = job["spec"]["trainer"]
     assert job["spec"]["runtimeRef"]["name"] == "torch-distributed"
     assert trainer["numNodes"] == 2 and trainer["numProcPerNode"] == 2 and trainer["image"] == IMAGE
@@ -145,6 +143,7 @@ def test_trainjob_success_creates_the_job_streams_rank0_and_returns_the_encoder(
     assert cluster.deleted == [job["metadata"]["name"]]
     assert outcome["encoder_dir"] == f"{args.out_dir}/encoder"
     assert outcome["encoder_version"] == "7"
+    assert outcome["params"] == to_json(args)
     assert outcome["job"] == f"TrainJob ml/{job['metadata']['name']}"
     assert any("is Succeeded" in r.getMessage() for r in caplog.records)
 
@@ -200,10 +199,11 @@ def test_logs_wait_for_the_pod_and_overlapping_reads_emit_each_line_once(shared)
 
 def _job(shared: JobStorage, nodes: int, backend: str = "trainjob", gpus: int = 1, **kw: Any):
     args = _args(shared, **kw)
-    return build_pretrain_job(
+    return build_job(
+        "pretrain",
         args,
         MultiNodeSettings(nodes=nodes, gpus_per_node=gpus, storage=shared),
-        name=job_name("pretrain", args.pipeline_run, args.out_dir),
+        name=job_name("pretrain", args.pipeline_run, str(args.out_dir)),
         namespace="ml",
         image=IMAGE,
         backend=backend,
@@ -240,7 +240,7 @@ def test_failed_job_is_kept_when_asked(shared):
     assert cluster.deleted == []
 
 
-def test_launch_pretrain_raises_on_a_failed_job_and_returns_nothing(shared):
+def test_launch_raises_on_a_failed_job_and_returns_nothing(shared):
     cluster = FakeCluster(
         [RUNNING_TRAINJOB, FAILED_TRAINJOB], config_maps={"cxrflow-gpu-pool": POOL}
     )
@@ -279,7 +279,17 @@ def test_cancellation_deletes_the_job(shared):
 
 def test_succeeded_job_without_an_encoder_is_an_error(shared):
     cluster = FakeCluster([COMPLETE_TRAINJOB], config_maps={"cxrflow-gpu-pool": POOL})
-    with pytest.raises(EncoderMissingError, match=RESULT_FILE):
+    with pytest.raises(EncoderMissingError, match=entry.RESULT_FILE):
+        _launch(cluster, _args(shared), shared)
+
+    def no_weights(job: dict[str, Any]) -> None:
+        _rank0_writes_outputs(job)
+        (Path(_node_args(job).out_dir) / "encoder" / "model.safetensors").unlink()
+
+    cluster = FakeCluster(
+        [COMPLETE_TRAINJOB], config_maps={"cxrflow-gpu-pool": POOL}, on_create=no_weights
+    )
+    with pytest.raises(EncoderMissingError, match=r"encoder .* lacks model\.safetensors after"):
         _launch(cluster, _args(shared), shared)
 
 
@@ -376,10 +386,27 @@ def test_paths_off_the_shared_volumes_are_refused(shared, tmp_path):
     with pytest.raises(ClusterConfigError, match=r"^out_dir: .* checkpoint volume"):
         check_shared_paths(shared, reads={}, writes={"out_dir": f"{shared.data_mount}/runs"})
     cluster = FakeCluster([COMPLETE_TRAINJOB], config_maps={"cxrflow-gpu-pool": POOL})
-    local = PretrainArgs.in_runs_dir(".cxrflow/runs", data_dir=args.data_dir, data_version="x")
+    local = pretrain.Params.in_runs_dir(
+        Path(".cxrflow/runs"), data_dir=args.data_dir, data_version="x"
+    )
     with pytest.raises(ClusterConfigError, match=r"^out_dir: "):
         _launch(cluster, local, shared)
+    elsewhere = dataclasses.replace(args, init_from=tmp_path / "elsewhere")
+    with pytest.raises(ClusterConfigError, match=r"^init_from: '.*elsewhere' is on neither"):
+        _launch(cluster, elsewhere, shared)
     assert cluster.created == []
+
+
+def test_shared_paths_take_paths_and_skip_unset_ones(shared, tmp_path):
+    check_shared_paths(
+        shared,
+        reads={"data_dir": Path(shared.data_mount) / "ds", "init_from": None, "lm_dir": ""},
+        writes={"out_dir": Path(shared.checkpoint_mount) / "runs" / "x"},
+    )
+    with pytest.raises(ClusterConfigError, match=r"^init_from: "):
+        check_shared_paths(shared, reads={"init_from": tmp_path / "elsewhere"}, writes={})
+    with pytest.raises(ClusterConfigError, match=r"^out_dir: .* checkpoint volume"):
+        check_shared_paths(shared, reads={}, writes={"out_dir": Path(shared.data_mount) / "runs"})
 
 
 def test_one_node_is_not_a_job_and_an_image_is_required(shared):
@@ -389,6 +416,40 @@ def test_one_node_is_not_a_job_and_an_image_is_required(shared):
     with pytest.raises(ClusterConfigError, match=r"^image: "):
         _launch(cluster, _args(shared), shared, image="")  # and no ConfigMap
     assert cluster.created == []
+
+
+def test_unknown_stages_and_another_stages_params_are_refused(shared):
+    cluster = FakeCluster([COMPLETE_TRAINJOB], config_maps={"cxrflow-gpu-pool": POOL})
+    with pytest.raises(ClusterConfigError, match=r"^stage: 'ingest' is not one of pretrain"):
+        launch_on(cluster, "ingest", _args(shared), shared)
+    other = report.Params(Path("/data/ds"), Path("/checkpoints/enc"), Path("/checkpoints/r"))
+    with pytest.raises(ClusterConfigError, match=r"^params: Params is not .*pretrain\.Params"):
+        _launch(cluster, other, shared)
+    assert cluster.created == []
+
+
+def test_pretrain_always_runs_on_the_torch_runtime(shared):
+    """The pre-training entry reads torchrun's variables: neither the settings nor the
+    ConfigMap's `trainer-runtime` change the runtime."""
+    pool = {**POOL, "trainer-runtime": "deepspeed-distributed"}
+    cluster = FakeCluster(
+        [COMPLETE_TRAINJOB], config_maps={"cxrflow-gpu-pool": pool}, on_create=_rank0_writes_outputs
+    )
+    _launch(cluster, _args(shared), shared, runtime="deepspeed-distributed")
+    (job,) = cluster.created
+    assert job["spec"]["runtimeRef"]["name"] == "torch-distributed"
+    assert job["spec"]["trainer"]["command"][:2] == ["torchrun", "--no-python"]
+
+
+def test_every_spec_names_an_entry_stage_its_params_and_its_results_fields():
+    results = {"pretrain": pretrain.Result, "report": report.Result}
+    assert set(SPECS) == set(results)
+    for name, spec in SPECS.items():
+        assert spec.stage == name and spec.stage in entry.STAGES
+        fields = {f.name for f in dataclasses.fields(entry.STAGES[spec.stage].params)}
+        assert set(spec.reads) <= fields and {"out_dir", "pipeline_run"} <= fields
+        outcome_keys = {f.name for f in dataclasses.fields(results[name])}
+        assert spec.outputs and {o.key for o in spec.outputs} <= outcome_keys
 
 
 def test_job_name_is_a_stable_valid_name():

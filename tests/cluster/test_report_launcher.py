@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cxrflow.cluster import entry
 from cxrflow.cluster.config import ClusterConfigError, GpuPool, JobStorage
 from cxrflow.cluster.launcher import (
-    DEFAULT_REPORT_ZERO,
     JobFailedError,
     MultiNodeSettings,
     ReportModelMissingError,
-    build_report_job,
     job_name,
-    launch_report,
-    rank0_pod,
 )
-from cxrflow.cluster.report_entry import MODULE, RESULT_FILE, ReportArgs, parse_args
+from cxrflow.cluster.pod_logs import rank0_pod
+from cxrflow.cluster.stage_specs import DEFAULT_REPORT_ZERO, build_job
+from cxrflow.stages import report
+from cxrflow.stages.contract import to_json
 from tests.cluster.fake_kube import (
     COMPLETE_TRAINJOB,
     FAILED_TRAINJOB,
@@ -37,7 +38,9 @@ from tests.cluster.fake_kube import (
     RUNNING_TRAINJOB,
     SUCCEEDED_PYTORCHJOB,
     FakeCluster,
+    job_command,
     launch_on,
+    node_params,
 )
 
 
@@ -49,10 +52,10 @@ def shared(tmp_path) -> JobStorage:
     return JobStorage(data_mount=str(tmp_path / "data"), checkpoint_mount=str(tmp_path / "ckpt"))
 
 
-def _args(shared: JobStorage, **kw: Any) -> ReportArgs:
-    values = dict(
-        data_dir=f"{shared.data_mount}/ds",
-        encoder_dir=f"{shared.checkpoint_mount}/encoder",
+def _args(shared: JobStorage, **kw: Any) -> report.Params:
+    values: dict[str, Any] = dict(
+        data_dir=Path(shared.data_mount) / "ds",
+        encoder_dir=Path(shared.checkpoint_mount) / "encoder",
         data_version="0123456789abcdef",
         encoder_version="7",
         preset="paper",  # global batch 128, 32 per GPU
@@ -60,22 +63,12 @@ def _args(shared: JobStorage, **kw: Any) -> ReportArgs:
         pipeline_run="training-run-42",
     )
     values.update(kw)
-    return ReportArgs.in_runs_dir(f"{shared.checkpoint_mount}/runs", **values)
+    return report.Params.in_runs_dir(Path(shared.checkpoint_mount) / "runs", **values)
 
 
-def _command(job: dict[str, Any]) -> list[str]:
-    if job["kind"] == "TrainJob":
-        return job["spec"]["trainer"]["command"]
-    master = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
-    return master["containers"][0]["command"]
-
-
-def _node_args(job: dict[str, Any]) -> ReportArgs:
-    """The arguments the job's command gives the entry point on every node."""
-    command = _command(job)
-    start = command.index(MODULE) + 1
-    assert command[start - 3 : start] == ["python", "-m", MODULE]
-    return parse_args(command[start:])
+def _node_args(job: dict[str, Any]) -> report.Params:
+    """The parameters the job's command gives `python -m cxrflow.cluster.entry report`."""
+    return node_params(job, "report")
 
 
 def _rank0_saves_the_model(job: dict[str, Any]) -> None:
@@ -86,7 +79,7 @@ def _rank0_saves_the_model(job: dict[str, Any]) -> None:
     (model / "config.json").write_text('{"model_type": "llava"}')
     (model / "model.safetensors").write_bytes(b"weights")
     (Path(args.out_dir) / "report_metrics.json").write_text("{}")
-    args.result_file().write_text(
+    entry.result_file(args).write_text(
         json.dumps(
             {
                 "model_dir": str(model),
@@ -95,21 +88,23 @@ def _rank0_saves_the_model(job: dict[str, Any]) -> None:
                 "mlflow_run_id": "abc",
                 "results": str(Path(args.out_dir) / "report_metrics.json"),
                 "table_markdown": "| model | BLEU |",
+                "params": to_json(args),
             }
         )
     )
 
 
-def _launch(cluster: FakeCluster, args: ReportArgs, shared: JobStorage, **kw: Any):
-    return launch_on(cluster, launch_report, args, shared, **kw)
+def _launch(cluster: FakeCluster, args: report.Params, shared: JobStorage, **kw: Any):
+    return launch_on(cluster, "report", args, shared, **kw)
 
 
 def _job(shared: JobStorage, nodes: int, backend: str = "trainjob", gpus: int = 1, **kw: Any):
     args = _args(shared, **kw)
-    return build_report_job(
+    return build_job(
+        "report",
         args,
         MultiNodeSettings(nodes=nodes, gpus_per_node=gpus, storage=shared),
-        name=job_name("report", args.pipeline_run, args.out_dir),
+        name=job_name("report", args.pipeline_run, str(args.out_dir)),
         namespace="ml",
         image=IMAGE,
         backend=backend,
@@ -136,7 +131,8 @@ def test_deepspeed_trainjob_success_streams_the_launcher_and_returns_the_report_
 
     (job,) = cluster.created
     name = job["metadata"]["name"]
-    assert job["kind"] == "TrainJob" and name == job_name("report", args.pipeline_run, args.out_dir)
+    assert job["kind"] == "TrainJob"
+    assert name == job_name("report", args.pipeline_run, str(args.out_dir))
     assert job["metadata"]["labels"]["cxrflow.io/stage"] == "report"
     assert job["spec"]["runtimeRef"] == {
         "apiGroup": "trainer.kubeflow.org",
@@ -152,7 +148,7 @@ def test_deepspeed_trainjob_success_streams_the_launcher_and_returns_the_report_
     assert "MLFLOW_TRACKING_URI" in exports and "CXRFLOW_WORLD_SIZE" in exports
     assert not any("AWS_" in e for e in exports)
     # Every node runs the same stage arguments, with ZeRO-2 as the paper preset names none.
-    assert _node_args(job) == ReportArgs(**{**vars(args), "deepspeed": DEFAULT_REPORT_ZERO})
+    assert _node_args(job) == replace(args, deepspeed=DEFAULT_REPORT_ZERO)
     env = {e["name"]: e["value"] for e in trainer["env"]}
     assert env["CXRFLOW_WORLD_SIZE"] == "4" and "AWS_SECRET_ACCESS_KEY" not in env
     # The launcher pod is rank 0 under MPI: its lines, once each, and nobody else's.
@@ -162,6 +158,7 @@ def test_deepspeed_trainjob_success_streams_the_launcher_and_returns_the_report_
     assert outcome["model_dir"] == f"{args.out_dir}/model"
     assert outcome["model_version"] == "3"
     assert outcome["results"].endswith("report_metrics.json")
+    assert outcome["params"] == to_json(replace(args, deepspeed=DEFAULT_REPORT_ZERO))
     assert outcome["job"] == f"TrainJob ml/{name}"
 
 
@@ -176,7 +173,7 @@ def test_pytorchjob_fallback_runs_torchrun_and_returns_the_report_model(shared):
     outcome = _launch(cluster, args, shared, nodes=4, gpus_per_node=1, image="")
     (job,) = cluster.created
     assert job["kind"] == "PyTorchJob"
-    assert _command(job)[0] == "torchrun" and "--nnodes=4:4" in _command(job)
+    assert job_command(job)[0] == "torchrun" and "--nnodes=4:4" in job_command(job)
     assert _node_args(job) == args  # an explicit ZeRO stage is kept
     assert outcome["model_version"] == "3"
 
@@ -219,7 +216,7 @@ def test_failed_job_fails_the_step_with_the_jobs_message(shared):
 
 def test_succeeded_job_without_the_model_is_an_error(shared):
     cluster = FakeCluster([COMPLETE_TRAINJOB], config_maps={"cxrflow-gpu-pool": POOL})
-    with pytest.raises(ReportModelMissingError, match=RESULT_FILE):
+    with pytest.raises(ReportModelMissingError, match=entry.RESULT_FILE):
         _launch(cluster, _args(shared), shared)
 
     def no_weights(job: dict[str, Any]) -> None:
@@ -232,11 +229,23 @@ def test_succeeded_job_without_the_model_is_an_error(shared):
     with pytest.raises(ReportModelMissingError, match=r"lacks \*\.safetensors"):
         _launch(cluster, _args(shared), shared)
 
+    def no_metrics(job: dict[str, Any]) -> None:
+        _rank0_saves_the_model(job)
+        (Path(_node_args(job).out_dir) / "report_metrics.json").unlink()
+
+    cluster = FakeCluster(
+        [COMPLETE_TRAINJOB], config_maps={"cxrflow-gpu-pool": POOL}, on_create=no_metrics
+    )
+    with pytest.raises(ReportModelMissingError, match=r"report metrics .* are missing after"):
+        _launch(cluster, _args(shared), shared)
+
 
 def test_paths_off_the_shared_volumes_and_one_node_are_refused(shared, tmp_path):
     cluster = FakeCluster([COMPLETE_TRAINJOB], config_maps={"cxrflow-gpu-pool": POOL})
     with pytest.raises(ClusterConfigError, match=r"^encoder_dir: "):
-        _launch(cluster, _args(shared, encoder_dir=str(tmp_path / "elsewhere")), shared)
+        _launch(cluster, _args(shared, encoder_dir=tmp_path / "elsewhere"), shared)
+    with pytest.raises(ClusterConfigError, match=r"^lm_dir: "):
+        _launch(cluster, _args(shared, lm_dir=tmp_path / "llama"), shared)
     with pytest.raises(ClusterConfigError, match=r"^nodes: "):
         _launch(cluster, _args(shared), shared, nodes=1)
     assert cluster.created == []

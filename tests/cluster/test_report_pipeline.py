@@ -13,8 +13,9 @@ from tests.pipelines.compiled_spec import find_task
 
 def _outcome(tmp_path: Path, **extra) -> dict:
     model = tmp_path / "runs" / "model"
-    model.mkdir(parents=True)
+    model.mkdir(parents=True, exist_ok=True)
     (model / "config.json").write_text("{}")
+    (tmp_path / "runs" / "report_metrics.json").write_text('{"LLaVA": {}}')
     return {
         "model_dir": str(model),
         "model_version": "3",
@@ -44,17 +45,18 @@ def _call(tmp_path: Path, **kw):
 def test_one_node_trains_in_the_pod(monkeypatch, tmp_path):
     seen = []
     monkeypatch.setattr(
-        "cxrflow.cluster.report_entry.run", lambda args: seen.append(args) or _outcome(tmp_path)
+        "cxrflow.cluster.entry.run", lambda stage, args: seen.append(args) or _outcome(tmp_path)
     )
     monkeypatch.setattr(
-        "cxrflow.cluster.launcher.launch_report",
+        "cxrflow.cluster.launcher.launch",
         lambda *a, **kw: pytest.fail("one node must not launch a job"),
     )
     out, table, generator = _call(tmp_path, steps=4)
     (args,) = seen
-    assert args.out_dir == "/checkpoints/runs/report-0123456789ab-7-tiny"  # as before
+    assert str(args.out_dir) == "/checkpoints/runs/report-0123456789ab-7-tiny"  # as before
     assert args.steps == 4 and args.pipeline_run == "run-1" and args.deepspeed == ""
-    assert out.report_version == "3" and out.results.endswith("report_metrics.json")
+    assert out.report_version == "3"
+    assert out.results.endswith("report_metrics.json")
     assert Path(table.path).read_text() == "| table |"
     assert (Path(generator.path) / "config.json").is_file()
     assert generator.metadata == {"registered_version": "3"}
@@ -63,14 +65,14 @@ def test_one_node_trains_in_the_pod(monkeypatch, tmp_path):
 def test_more_nodes_launch_a_job_with_the_same_stage_arguments(monkeypatch, tmp_path):
     launched = []
 
-    def fake_launch(args, settings):
+    def fake_launch(stage, args, settings):
         launched.append((args, settings))
         return _outcome(tmp_path, job="TrainJob ml/x")
 
-    monkeypatch.setattr("cxrflow.cluster.launcher.launch_report", fake_launch)
+    monkeypatch.setattr("cxrflow.cluster.launcher.launch", fake_launch)
     monkeypatch.setattr("cxrflow.cluster.launcher.raise_on_sigterm", lambda: None)
     monkeypatch.setattr(
-        "cxrflow.cluster.report_entry.run", lambda args: pytest.fail("must not train in-pod")
+        "cxrflow.cluster.entry.run", lambda stage, args: pytest.fail("must not train in-pod")
     )
     out, _, generator = _call(
         tmp_path,
@@ -84,7 +86,7 @@ def test_more_nodes_launch_a_job_with_the_same_stage_arguments(monkeypatch, tmp_
         keep_job=True,
     )
     ((args, settings),) = launched
-    assert args.out_dir == "/checkpoints/runs/report-0123456789ab-7-paper"
+    assert str(args.out_dir) == "/checkpoints/runs/report-0123456789ab-7-paper"
     assert args.deepspeed == "zero3"
     assert (settings.nodes, settings.gpus_per_node, settings.runtime) == (
         4,

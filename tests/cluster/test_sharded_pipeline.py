@@ -43,7 +43,8 @@ def test_sharded_pipeline_equals_single_pod_ingest(env):
         IngestConfig(inbox, env / "single", ground_truth=gt, max_side=64, show_progress=False),
         load_key(),
     )
-    assert task.output == single.run_id
+    assert task.output.metadata["ingest_run"] == single.run_id
+    assert task.output.metadata["data_dir"] == str(data)
     assert_same_dataset(env / "single", data)
     assert not list((env / "data.shards").iterdir()), "shard directories are cleaned up"
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cxrflow.cluster.merge import MergeError, merge_shards
-from cxrflow.cluster.shards import SHARD_RECORD, ingest_shard, plan_shards, shard_of
 from cxrflow.ingest import IngestConfig, run_ingest
-from cxrflow.ingest.stage import file_key
+from cxrflow.ingest.merge import MergeError, merge_shards
+from cxrflow.ingest.run import file_key
+from cxrflow.ingest.shards import SHARD_RECORD, ingest_shard, plan_shards, shard_of
 from cxrflow.keys import SecretKey
 from cxrflow.phantom import GROUND_TRUTH_NAME, generate_phantom
 from tests.factory import make_dataset, write

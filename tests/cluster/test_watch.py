@@ -26,9 +26,8 @@ def ingest_and_version(
         inbox=inbox, data_dir=data_dir, n_shards=n_shards, ground_truth=ground_truth, max_side=64
     )
     version = version_data(
+        dataset=ingested.output,
         repo_root=repo_root,
-        data_dir=data_dir,
-        ingest_run=ingested.output,
         pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     )
     version.set_caching_options(False)

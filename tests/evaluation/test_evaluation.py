@@ -15,14 +15,15 @@ from cxrflow.evaluation import (
     per_image_dice,
     render_html,
     report_results_from_dict,
-    run_evaluation_stage,
     stratify,
 )
+from cxrflow.evaluation.gather import CURVES_FILE, write_heads_metrics
 from cxrflow.evaluation.segmentation import PER_IMAGE_FILE
 from cxrflow.heads.metrics import curve_data
 from cxrflow.registry import ENCODER_MODEL, lineage_for, record_metrics, register_candidate
+from cxrflow.stages import evaluate as evaluate_stage
 from tests.lineage.helpers import manifest
-from tests.registry.helpers import model_run, stage, upstream
+from tests.registry.helpers import model_run, upstream
 
 HEADS_METRICS = {
     "cls.auprc.cardiomegaly": 0.61,
@@ -234,37 +235,32 @@ def test_stage_reads_mlflow_compares_with_champion_and_logs(tracking, tmp_path):
 
     upstream("kfp-1", md5, split)
     inputs = _inputs()
-    per_image_path = tmp_path / PER_IMAGE_FILE
-    inputs.per_image_dice.to_parquet(per_image_path)
-    heads_run = stage(
-        "heads",
-        "kfp-1",
-        tags={"cxrflow.data_version": md5},
-        metrics=HEADS_METRICS,
-        artifacts={
-            "heads/classification_curves.json": json.dumps(list(inputs.classification_curves))
-        },
-    )
-    tracking.log_artifact(heads_run, str(per_image_path), "heads")
+    heads_dir = tmp_path / "heads"  # what the heads stage leaves for the evaluation
+    heads_dir.mkdir()
+    inputs.per_image_dice.to_parquet(heads_dir / PER_IMAGE_FILE)
+    (heads_dir / CURVES_FILE).write_text(json.dumps(list(inputs.classification_curves)))
+    write_heads_metrics(heads_dir, HEADS_METRICS, encoder_version="1")
     new = register_candidate(
         f"runs:/{model_run('pretrain', 'kfp-1', md5)}/model",
         ENCODER_MODEL,
         lineage_for("kfp-1", "encoder", params_digest="y"),
     )
-    manifest_path = tmp_path / "manifest.parquet"
-    inputs.manifest.to_parquet(manifest_path)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
     from cxrflow.manifest import write_manifest
 
-    write_manifest(inputs.manifest, manifest_path)
+    write_manifest(inputs.manifest, data_dir / "manifest.parquet")
 
-    out = run_evaluation_stage(
-        "kfp-1",
-        tmp_path / "eval",
-        manifest_path=manifest_path,
-        report=REPORT,
-        model_version=str(new.version),
-        record_on={ENCODER_MODEL: str(new.version)},
+    params = evaluate_stage.Params(
+        out_dir=tmp_path / "eval",
+        heads_dir=heads_dir,
+        data_dir=data_dir,
+        data_version=md5,
+        split_digest=split,
+        encoder_version=str(new.version),
+        pipeline_run="kfp-1",
     )
+    out = evaluate_stage.run(params, report=REPORT)
     comp = out.result.comparison
     assert comp.comparable and comp.champion_version == str(old.version)
     assert ("cls.auprc.macro", 0.52, 0.5) in comp.rows

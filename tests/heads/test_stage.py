@@ -5,7 +5,6 @@ import logging
 import pytest
 import torch
 
-from cxrflow.heads import run_heads_stage
 from cxrflow.heads.config import (
     ClassificationConfig,
     DemographicsConfig,
@@ -15,6 +14,7 @@ from cxrflow.heads.config import (
 from cxrflow.heads.data import ImageDataset, split_frame
 from cxrflow.heads.features import FeatureCache, extract_features
 from cxrflow.models import load_encoder
+from cxrflow.stages import heads as heads_stage
 
 
 @pytest.fixture
@@ -44,17 +44,16 @@ def test_stage_logs_tables_metrics_and_registers_heads(
         ),
         demographics=DemographicsConfig(targets=("sex", "age"), folds=3),
     )
-    out = run_heads_stage(
-        dataset_dir,
-        encoder_dir,
+    params = heads_stage.Params(
+        data_dir=dataset_dir,
+        encoder_dir=encoder_dir,
+        out_dir=tmp_path / "out",
         data_version="md5-abc",
         encoder_version="enc-3",
-        config=config,
-        out_dir=tmp_path / "out",
         pipeline_run="run-1",
-        markdown_out=tmp_path / "heads.md",
     )
-    md = (tmp_path / "heads.md").read_text()
+    out = heads_stage.run(params, config=config)
+    md = out.result.markdown
     assert "| **macro** |" in md and "| linear |" in md and "| sex |" in md
     run = mlflow.get_run(out.mlflow_run_id)
     assert run.data.tags["cxrflow.data_version"] == "md5-abc"

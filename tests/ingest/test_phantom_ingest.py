@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from cxrflow.ingest import IngestConfig, run_ingest
-from cxrflow.ingest.stage import file_key
+from cxrflow.ingest.run import file_key
 from cxrflow.manifest import read_manifest
 from cxrflow.phantom import GROUND_TRUTH_NAME, generate_phantom
 from tests.ingest.conftest import KEY

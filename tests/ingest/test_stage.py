@@ -8,7 +8,7 @@ import pydicom
 import pytest
 
 from cxrflow.ingest import IngestConfig, run_ingest
-from cxrflow.ingest.stage import file_key
+from cxrflow.ingest.run import file_key
 from cxrflow.manifest import ManifestSchemaError, read_manifest
 from tests.factory import PATIENT, make_dataset, write
 from tests.ingest.conftest import KEY

@@ -18,8 +18,7 @@ from cxrflow.modelcard import (
 )
 from cxrflow.phantom import GROUND_TRUTH_NAME, generate_phantom
 from cxrflow.registry import ENCODER_MODEL, lineage_for, register_candidate
-from cxrflow.registry.tags import TAG_MODEL_CARD
-from cxrflow.tracking import TAG_DATA_VERSION, TAG_GIT_COMMIT
+from cxrflow.tags import TAG_DATA_VERSION, TAG_GIT_COMMIT, TAG_MODEL_CARD
 from tests.registry.helpers import stage, upstream
 
 KEY = SecretKey(b"model-card-test-key-0123456789-0123456789")

@@ -31,15 +31,15 @@ def _call(tmp_path: Path, **kw):
 def test_one_node_trains_in_the_pod(monkeypatch, tmp_path):
     seen = []
     monkeypatch.setattr(
-        "cxrflow.cluster.pretrain_entry.run", lambda args: seen.append(args) or _outcome(tmp_path)
+        "cxrflow.cluster.entry.run", lambda stage, args: seen.append(args) or _outcome(tmp_path)
     )
     monkeypatch.setattr(
-        "cxrflow.cluster.launcher.launch_pretrain",
+        "cxrflow.cluster.launcher.launch",
         lambda *a, **kw: pytest.fail("one node must not launch a job"),
     )
     out, artifact = _call(tmp_path, steps=4)
     (args,) = seen
-    assert args.out_dir.startswith("/checkpoints/runs/pretrain-0123456789ab-")
+    assert str(args.out_dir).startswith("/checkpoints/runs/pretrain-0123456789ab-")
     assert args.steps == 4 and args.pipeline_run == "run-1"
     assert out.encoder_version == "5" and out.encoder_dir.endswith("enc")
     assert (Path(artifact.path) / "config.json").is_file()
@@ -49,14 +49,14 @@ def test_one_node_trains_in_the_pod(monkeypatch, tmp_path):
 def test_more_nodes_launch_a_job_with_the_same_stage_arguments(monkeypatch, tmp_path):
     launched = []
 
-    def fake_launch(args, settings):
+    def fake_launch(stage, args, settings):
         launched.append((args, settings))
         return _outcome(tmp_path)
 
-    monkeypatch.setattr("cxrflow.cluster.launcher.launch_pretrain", fake_launch)
+    monkeypatch.setattr("cxrflow.cluster.launcher.launch", fake_launch)
     monkeypatch.setattr("cxrflow.cluster.launcher.raise_on_sigterm", lambda: None)
     monkeypatch.setattr(
-        "cxrflow.cluster.pretrain_entry.run", lambda args: pytest.fail("must not train in-pod")
+        "cxrflow.cluster.entry.run", lambda stage, args: pytest.fail("must not train in-pod")
     )
     out, artifact = _call(
         tmp_path,
@@ -69,7 +69,9 @@ def test_more_nodes_launch_a_job_with_the_same_stage_arguments(monkeypatch, tmp_
         keep_job=True,
     )
     ((args, settings),) = launched
-    assert args.out_dir.startswith("/checkpoints/runs/pretrain-0123456789ab-") and args.steps == 4
+    assert (
+        str(args.out_dir).startswith("/checkpoints/runs/pretrain-0123456789ab-") and args.steps == 4
+    )
     assert (settings.nodes, settings.gpus_per_node, settings.backend) == (4, 8, "pytorchjob")
     assert settings.image == "reg/cxrflow-cuda:1" and settings.timeout_s == 7200.0
     assert settings.keep_job is True

@@ -9,23 +9,11 @@ import mlflow
 import pytest
 
 from cxrflow.deid import DeidOptions
-from cxrflow.tracking import TAG_DATA_VERSION, TAG_GIT_COMMIT, TAG_PIPELINE_RUN, TAG_STAGE
+from cxrflow.tags import TAG_DATA_VERSION, TAG_GIT_COMMIT, TAG_PIPELINE_RUN, TAG_STAGE
 
 EXPERIMENT = "cxrflow"
 SPLIT_TAG = "cxrflow.split_digest"
 PROFILE = DeidOptions().describe()
-
-
-_TEMPLATE: list[Path] = []  # one per test session, shared by the four test folders
-
-
-def template_db(factory: pytest.TempPathFactory) -> Path:
-    """An initialised, empty MLflow SQLite store (creating one takes seconds: copy it)."""
-    if not _TEMPLATE:
-        path = factory.mktemp("mlflow-template") / "mlflow.db"
-        mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
-        _TEMPLATE.append(path)
-    return _TEMPLATE[0]
 
 
 def use_tracking(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

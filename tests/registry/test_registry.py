@@ -19,8 +19,8 @@ from cxrflow.registry import (
     run_gate,
 )
 from cxrflow.registry.gate import TAG_DECISION, TAG_DETAILS, TAG_REASON
-from cxrflow.registry.ui_checks import missing_on_page, version_page_expectations
 from tests.registry.helpers import PROFILE, model_run, upstream
+from tests.registry.ui_checks import missing_on_page, version_page_expectations
 
 MD5 = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 SPLIT = "5p1itd1gest0001"

@@ -12,7 +12,7 @@ import mlflow
 import pytest
 
 from cxrflow.registry import LineageTags, register_candidate
-from cxrflow.registry.ui_checks import missing_on_page, version_page_expectations
+from tests.registry.ui_checks import missing_on_page, version_page_expectations
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".cxrflow" / "test-artifacts"

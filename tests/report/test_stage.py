@@ -8,14 +8,9 @@ from cxrflow.manifest import MANIFEST_FILE, read_manifest
 from cxrflow.report.config import ReportConfig
 from cxrflow.report.labeler import POSITIVE, label_report
 from cxrflow.report.metrics import BootstrapScore, NotComputed
-from cxrflow.report.stage import (
-    METRICS_FILE,
-    REGISTERED_MODEL,
-    TABLE_FILE,
-    TAG_ENCODER_VERSION,
-    run_report_stage,
-)
-from cxrflow.tracking import TAG_DATA_VERSION
+from cxrflow.stages import report as report_stage
+from cxrflow.stages.report import METRICS_FILE, REGISTERED_MODEL, TABLE_FILE
+from cxrflow.tags import TAG_DATA_VERSION, TAG_ENCODER_VERSION
 from tests.report.helpers import make_phantom_dataset
 
 
@@ -38,15 +33,15 @@ def test_stage_learns_and_logs_and_registers(phantom, encoder_dir, tmp_path, mon
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     # Small version of the tiny preset (bench/report.py and the report give full-size figures).
     config = ReportConfig.named("tiny", max_steps=60, n_bootstrap=100, max_new_tokens=60)
-    out = run_report_stage(
-        phantom,
-        encoder_dir,
-        lm_dir=None,
+    params = report_stage.Params(
+        data_dir=phantom,
+        encoder_dir=encoder_dir,
+        out_dir=tmp_path / "out",
         data_version="md5-data",
         encoder_version="enc-3",
-        config=config,
-        out_dir=tmp_path / "out",
     )
+    out = report_stage.run(params, config=config)
+    assert out is not None
     llava, frequent = out.metrics["LLaVA"], out.metrics["Most frequent report"]
     assert out.train.global_step == 60 and out.train.losses[-1][1] < out.train.losses[0][1] / 2
     assert llava.rouge_l.value > frequent.rouge_l.value

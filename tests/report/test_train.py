@@ -15,7 +15,7 @@ from cxrflow.report.data import ReportDataset
 from cxrflow.report.generate import generate_reports, load_pixels
 from cxrflow.report.metrics import compute_metrics
 from cxrflow.report.model import build_report_model
-from cxrflow.report.stage import small_lm_for_reports
+from cxrflow.report.small_lm import small_lm_for_reports
 from cxrflow.report.train import deepspeed_config, train_report_model
 from tests.report.helpers import REPORTS, random_images, tiny_model
 

@@ -6,13 +6,12 @@ from cxrflow.manifest import MANIFEST_FILE, read_manifest, write_manifest
 from cxrflow.split import (
     SPLITS,
     SPLITS_FILE,
-    TAG_SPLIT_DIGEST,
     LeakageError,
-    SplitConfig,
     read_splits,
-    run_split_stage,
     split_digest,
 )
+from cxrflow.stages import split as split_stage
+from cxrflow.tags import TAG_SPLIT_DIGEST
 from tests.split.helpers import make_manifest, subject_split
 
 
@@ -28,14 +27,10 @@ def test_stage_end_to_end(tmp_path, tracking):
     data.mkdir()
     base = make_manifest(120, seed=1)
     write_manifest(base, data / MANIFEST_FILE)
-    report = tmp_path / "out" / "split_report.md"
-
-    out = run_split_stage(
-        data,
-        SplitConfig(mode="stratified"),
-        data_version="md5-abc",
-        pipeline_run="kfp-run-1",
-        report_out=report,
+    out = split_stage.run(
+        split_stage.Params(
+            data_dir=data, mode="stratified", data_version="md5-abc", pipeline_run="kfp-run-1"
+        )
     )
 
     manifest = read_manifest(data / MANIFEST_FILE)
@@ -45,7 +40,7 @@ def test_stage_end_to_end(tmp_path, tracking):
     assert len(frozen) == 120 and set(frozen["method"]) == {"stratified"}
     assert sum(out.subjects.values()) == 120 and sum(out.images.values()) == len(base)
     assert out.new_subjects == 120
-    assert report.read_text() == out.report_markdown and out.digest in out.report_markdown
+    assert out.digest in out.report_markdown
 
     run = tracking.get_run(out.mlflow_run_id)
     assert run.data.tags[TAG_SPLIT_DIGEST] == out.digest
@@ -69,7 +64,7 @@ def test_stage_end_to_end(tmp_path, tracking):
     more = make_manifest(60, start=120, seed=2, ingest_run="ingest-0002")
     grown = pd.concat([manifest, more.assign(split=None)], ignore_index=True)
     write_manifest(grown, data / MANIFEST_FILE)
-    again = run_split_stage(data, SplitConfig(mode="stratified"))
+    again = split_stage.run(split_stage.Params(data_dir=data, mode="stratified"))
     after = subject_split(read_manifest(data / MANIFEST_FILE))
     assert {s: after[s] for s in before} == before
     assert again.new_subjects == 60 and again.digest != out.digest
@@ -77,7 +72,7 @@ def test_stage_end_to_end(tmp_path, tracking):
 
     # Re-running on unchanged data changes nothing.
     bytes_before = (data / SPLITS_FILE).read_bytes()
-    assert run_split_stage(data, SplitConfig()).digest == again.digest
+    assert split_stage.run(split_stage.Params(data_dir=data)).digest == again.digest
     assert (data / SPLITS_FILE).read_bytes() == bytes_before
 
 
@@ -92,9 +87,9 @@ def test_stage_fails_loudly_on_leakage_and_writes_nothing(tmp_path, tracking, mo
         out.loc[out.index[1:3], "subject_id"] = out.loc[out.index[0], "subject_id"]
         return out, frozen
 
-    monkeypatch.setattr("cxrflow.split.stage.assign_splits", leaky)
+    monkeypatch.setattr("cxrflow.stages.split.assign_splits", leaky)
     with pytest.raises(LeakageError, match="1 subjects"):
-        run_split_stage(data, SplitConfig())
+        split_stage.run(split_stage.Params(data_dir=data))
     assert not (data / SPLITS_FILE).exists()
     assert "split" not in read_manifest(data / MANIFEST_FILE).columns
     runs = tracking.search_runs([tracking.get_experiment_by_name("cxrflow").experiment_id])

@@ -148,7 +148,8 @@ class DistributedJobConfig:
     args: tuple[str, ...]
     namespace: str = "cxrflow"
     # The program that `args` follow on every node: the `cxrflow` console script by default, or
-    # e.g. ("python", "-m", "cxrflow.cluster.pretrain_entry") for a module entry point.
+    # a stage's entry, e.g. ("python", "-m", "cxrflow.cluster.entry", "pretrain") as
+    # `cxrflow.cluster.entry.program("pretrain")` gives it (`args`: the stage's Params as options).
     program: tuple[str, ...] = ("cxrflow",)
     nodes: int = 1
     gpus_per_node: int = 1

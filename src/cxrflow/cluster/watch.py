@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxrflow.cluster.shards import list_inbox, read_state
 from cxrflow.cluster.submit import submit_run
+from cxrflow.ingest.shards import list_inbox, read_state
 from cxrflow.keys import SecretKey, load_key
 
 log = logging.getLogger(__name__)

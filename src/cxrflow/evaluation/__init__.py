@@ -9,7 +9,7 @@ from cxrflow.evaluation.evaluate import (
     evaluate,
 )
 from cxrflow.evaluation.fairness import FairnessResult, GroupScore, fairness_table, stratify
-from cxrflow.evaluation.gather import inputs_from_heads, inputs_from_mlflow
+from cxrflow.evaluation.gather import evaluation_files, inputs_from_heads_dir, write_heads_metrics
 from cxrflow.evaluation.html import render_html, write_html
 from cxrflow.evaluation.report_results import (
     IntervalScore,
@@ -19,7 +19,6 @@ from cxrflow.evaluation.report_results import (
     report_results_from_dict,
 )
 from cxrflow.evaluation.segmentation import PER_IMAGE_FILE, per_image_dice
-from cxrflow.evaluation.stage import EvaluationStageOutput, run_evaluation_stage
 from cxrflow.evaluation.tables import Table
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationInputs",
     "EvaluationResult",
-    "EvaluationStageOutput",
     "FairnessResult",
     "GroupScore",
     "IntervalScore",
@@ -39,14 +37,14 @@ __all__ = [
     "compare_with_champion",
     "demographic_groups",
     "evaluate",
+    "evaluation_files",
     "fairness_table",
-    "inputs_from_heads",
-    "inputs_from_mlflow",
+    "inputs_from_heads_dir",
     "load_report_results",
     "per_image_dice",
     "render_html",
     "report_results_from_dict",
-    "run_evaluation_stage",
     "stratify",
+    "write_heads_metrics",
     "write_html",
 ]

@@ -9,9 +9,8 @@ from typing import Any
 
 from cxrflow.evaluation.tables import Table, num
 from cxrflow.registry.runs import client as make_client
-from cxrflow.registry.tags import CHAMPION, TAG_SPLIT_DIGEST
 from cxrflow.registry.versions import version_by_alias, version_metrics
-from cxrflow.tracking import TAG_DATA_VERSION
+from cxrflow.tags import CHAMPION, TAG_DATA_VERSION, TAG_SPLIT_DIGEST
 
 
 @dataclass(frozen=True)

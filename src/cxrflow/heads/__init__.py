@@ -13,7 +13,6 @@ from cxrflow.heads.data import EmptySplitError, ImageDataset, load_manifest, spl
 from cxrflow.heads.export import HeadCard, export_head, load_head
 from cxrflow.heads.features import FeatureCache, encoder_digest, extract_features
 from cxrflow.heads.metrics import binary_score, dice, dice_per_structure, multilabel_scores
-from cxrflow.heads.stage import HeadsStageOutput, run_heads_stage
 from cxrflow.heads.train import HeadsResult, train_heads
 
 __all__ = [
@@ -26,7 +25,6 @@ __all__ = [
     "HeadsConfig",
     "HeadsConfigError",
     "HeadsResult",
-    "HeadsStageOutput",
     "ImageDataset",
     "SegmentationConfig",
     "binary_score",
@@ -39,7 +37,6 @@ __all__ = [
     "load_manifest",
     "multilabel_scores",
     "preset",
-    "run_heads_stage",
     "split_frame",
     "train_heads",
 ]

@@ -2,7 +2,7 @@
 
 `train_heads` trains and evaluates (train split -> select on val -> report on test), writes
 the exported heads, PNGs, curves and Markdown tables under `out_dir`, and returns what it
-measured; it knows nothing of MLflow (see `cxrflow.heads.stage`).
+measured; it knows nothing of MLflow (see `cxrflow.stages.heads`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Committing the outcomes of one ingestion run to the dataset directory.
 
 The one place that turns per-file outcomes into the dataset's tables: a single-pod
-`run_ingest` and the merge of ingestion shards (cxrflow.cluster.merge) both call
+`run_ingest` and the merge of ingestion shards (cxrflow.ingest.merge) both call
 `commit_outcomes`, so that both write byte-identical datasets from the same inbox.
 """
 

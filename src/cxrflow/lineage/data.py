@@ -7,8 +7,8 @@ from typing import Any
 from cxrflow.lineage.model import model_kind
 from cxrflow.lineage.tree import LineageNode, NodeKind
 from cxrflow.registry.runs import client as make_client
-from cxrflow.registry.tags import TAG_SPLIT_DIGEST
-from cxrflow.tracking import TAG_DATA_VERSION, TAG_GIT_COMMIT, TAG_PIPELINE_RUN
+from cxrflow.tags import TAG_DATA_VERSION, TAG_GIT_COMMIT, TAG_PIPELINE_RUN, TAG_SPLIT_DIGEST
+from cxrflow.versioning import normalise_md5
 
 
 def all_versions(client: Any) -> list[Any]:
@@ -19,7 +19,7 @@ def all_versions(client: Any) -> list[Any]:
 
 def versions_on(client: Any, md5: str) -> list[Any]:
     """Model versions whose data-version tag is `md5`."""
-    md5 = md5.removesuffix(".dir")
+    md5 = normalise_md5(md5)
     return [v for v in all_versions(client) if v.tags.get(TAG_DATA_VERSION) == md5]
 
 
@@ -47,7 +47,7 @@ def version_summary(mv: Any, **extra: Any) -> LineageNode:
 def data_lineage(md5: str, *, client: Any = None) -> LineageNode:
     """Every model version trained on data version `md5`."""
     c = client or make_client()
-    md5 = md5.removesuffix(".dir")
+    md5 = normalise_md5(md5)
     found = [version_summary(v) for v in versions_on(c, md5)]
     return LineageNode(
         NodeKind.DATA_VERSION,

@@ -8,23 +8,21 @@ from typing import Any
 from cxrflow.lineage.tree import LineageNode, NodeKind
 from cxrflow.registry.runs import client as make_client
 from cxrflow.registry.runs import ingest_runs_for_data_version, stage_runs
-from cxrflow.registry.tags import (
+from cxrflow.registry.tags import ParentModel
+from cxrflow.registry.versions import resolve_version
+from cxrflow.tags import (
     ENCODER_MODEL,
+    TAG_DATA_VERSION,
     TAG_DEID_OPTIONS,
     TAG_DEID_PROFILE,
+    TAG_ENCODER_VERSION,
+    TAG_GIT_COMMIT,
     TAG_MODEL_CARD,
     TAG_MODEL_KIND,
     TAG_PARENTS,
-    TAG_SPLIT_DIGEST,
-    ParentModel,
-)
-from cxrflow.registry.versions import resolve_version
-from cxrflow.tracking import (
-    TAG_DATA_VERSION,
-    TAG_ENCODER_VERSION,
-    TAG_GIT_COMMIT,
     TAG_PIPELINE_PARAMS,
     TAG_PIPELINE_RUN,
+    TAG_SPLIT_DIGEST,
     TAG_STAGE,
 )
 

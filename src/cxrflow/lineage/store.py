@@ -9,7 +9,13 @@ from pathlib import Path
 import pandas as pd
 
 from cxrflow.manifest import MANIFEST_FILE
-from cxrflow.versioning import VersioningError, dvc_file_for, read_version, version_history
+from cxrflow.versioning import (
+    VersioningError,
+    dvc_file_for,
+    normalise_md5,
+    read_version,
+    version_history,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +56,7 @@ def stores_for(root: Path, remote_dir: Path | None = None) -> list[Path]:
 def read_version_manifest(root: Path, md5: str, remote_dir: Path | None = None) -> pd.DataFrame:
     """The manifest of data version `md5`, read from the cache or the local remote."""
     stores = stores_for(root, remote_dir)
-    md5 = md5.removesuffix(".dir")
+    md5 = normalise_md5(md5)
     listing = _object(stores, md5 + ".dir")
     if listing is None:
         raise VersioningError(f"data version {md5} is in neither the DVC cache nor the remote")

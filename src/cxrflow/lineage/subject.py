@@ -14,8 +14,8 @@ from cxrflow.lineage.model import model_kind
 from cxrflow.lineage.store import current_versions, read_version_manifest
 from cxrflow.lineage.tree import LineageNode, NodeKind
 from cxrflow.registry.runs import client as make_client
-from cxrflow.tracking import TAG_DATA_VERSION
-from cxrflow.versioning import VersioningError
+from cxrflow.tags import TAG_DATA_VERSION
+from cxrflow.versioning import VersioningError, normalise_md5
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _candidate_versions(query: SubjectQuery, versions: Iterable[Any]) -> list[st
     except VersioningError as exc:
         log.warning("data history unreadable: %s", exc)
     out += [v.tags[TAG_DATA_VERSION] for v in versions if v.tags.get(TAG_DATA_VERSION)]
-    return list(dict.fromkeys(m.removesuffix(".dir") for m in out))
+    return list(dict.fromkeys(normalise_md5(m) for m in out))
 
 
 def subject_lineage(pseudonym: str, query: SubjectQuery, *, client: Any = None) -> LineageNode:

@@ -14,20 +14,18 @@ from cxrflow.evaluation.tables import Table
 from cxrflow.lineage.model import model_kind
 from cxrflow.modelcard.card import ModelCard, safe_hyperparameters
 from cxrflow.registry.runs import client as make_client
-from cxrflow.registry.tags import (
+from cxrflow.registry.versions import resolve_version, version_metrics
+from cxrflow.tags import (
+    TAG_DATA_VERSION,
     TAG_DEID_OPTIONS,
     TAG_DEID_PROFILE,
-    TAG_MODEL_CARD,
-    TAG_PARENTS,
-    TAG_SPLIT_DIGEST,
-)
-from cxrflow.registry.versions import resolve_version, version_metrics
-from cxrflow.tracking import (
-    TAG_DATA_VERSION,
     TAG_ENCODER_VERSION,
     TAG_GIT_COMMIT,
+    TAG_MODEL_CARD,
+    TAG_PARENTS,
     TAG_PIPELINE_PARAMS,
     TAG_PIPELINE_RUN,
+    TAG_SPLIT_DIGEST,
 )
 
 log = logging.getLogger(__name__)

@@ -20,11 +20,6 @@ def derive_bytes(seed: int, *path: object) -> bytes:
     return h.digest()
 
 
-def derive_int(seed: int, *path: object) -> int:
-    """A 64-bit integer derived from the seed and a path."""
-    return int.from_bytes(derive_bytes(seed, *path)[:8], "big")
-
-
 def rng_for(seed: int, *path: object) -> np.random.Generator:
     """An independent numpy generator for one purpose: streams never shift each other."""
     return np.random.default_rng(int.from_bytes(derive_bytes(seed, *path)[:16], "big"))

@@ -11,26 +11,17 @@ from cxrflow.registry.gate import (
     run_gate,
 )
 from cxrflow.registry.runs import PipelineContext, pipeline_context, stage_runs
-from cxrflow.registry.tags import (
-    CANDIDATE,
-    CHAMPION,
-    ENCODER_MODEL,
-    REPORT_MODEL,
-    LineageTags,
-    LineageTagsError,
-    ParentModel,
-    missing_tags,
-)
+from cxrflow.registry.tags import LineageTags, LineageTagsError, ParentModel, missing_tags
 from cxrflow.registry.versions import (
     check_tags,
     lineage_for,
     record_metrics,
     register_candidate,
     resolve_version,
-    tag_version,
     version_by_alias,
     version_metrics,
 )
+from cxrflow.tags import CANDIDATE, CHAMPION, ENCODER_MODEL, REPORT_MODEL
 
 __all__ = [
     "CANDIDATE",
@@ -57,7 +48,6 @@ __all__ = [
     "resolve_version",
     "run_gate",
     "stage_runs",
-    "tag_version",
     "version_by_alias",
     "version_metrics",
 ]

@@ -10,9 +10,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Literal
 
 from cxrflow.registry.runs import client as make_client
-from cxrflow.registry.tags import CANDIDATE, CHAMPION, TAG_SPLIT_DIGEST
 from cxrflow.registry.versions import version_by_alias, version_metrics
-from cxrflow.tracking import TAG_DATA_VERSION
+from cxrflow.tags import CANDIDATE, CHAMPION, TAG_DATA_VERSION, TAG_SPLIT_DIGEST
 
 log = logging.getLogger(__name__)
 

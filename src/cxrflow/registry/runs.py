@@ -9,11 +9,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from cxrflow.deid import DeidOptions
-from cxrflow.tracking import TAG_DATA_VERSION, TAG_PIPELINE_RUN, TAG_STAGE
+from cxrflow.tags import TAG_DATA_VERSION, TAG_PIPELINE_RUN, TAG_SPLIT_DIGEST, TAG_STAGE
 
 log = logging.getLogger(__name__)
-
-TAG_SPLIT_DIGEST = "cxrflow.split_digest"
 
 
 def client(tracking_uri: str | None = None) -> Any:

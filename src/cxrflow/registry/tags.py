@@ -6,27 +6,42 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Final, Literal
 
-from cxrflow.tracking import (
+from cxrflow.tags import (
+    CANDIDATE,
+    CHAMPION,
+    ENCODER_MODEL,
+    EVAL_RUN_TAG,
+    METRIC_TAG_PREFIX,
+    REPORT_MODEL,
     TAG_DATA_VERSION,
+    TAG_DEID_OPTIONS,
+    TAG_DEID_PROFILE,
     TAG_ENCODER_VERSION,
     TAG_GIT_COMMIT,
+    TAG_MODEL_CARD,
+    TAG_MODEL_KIND,
+    TAG_PARENTS,
     TAG_PIPELINE_PARAMS,
     TAG_PIPELINE_RUN,
+    TAG_SPLIT_DIGEST,
 )
 
-TAG_SPLIT_DIGEST: Final = "cxrflow.split_digest"  # the same name the split stage writes
-TAG_DEID_PROFILE: Final = "cxrflow.deid_profile"
-TAG_DEID_OPTIONS: Final = "cxrflow.deid_options"
-TAG_PARENTS: Final = "cxrflow.parent_models"
-TAG_MODEL_KIND: Final = "cxrflow.model_kind"
-TAG_MODEL_CARD: Final = "cxrflow.model_card"
-METRIC_TAG_PREFIX: Final = "cxrflow.metric."
-EVAL_RUN_TAG: Final = "cxrflow.evaluation_run"
-
-ENCODER_MODEL: Final = "cxrflow-encoder"
-REPORT_MODEL: Final = "cxrflow-report-generator"
-CANDIDATE: Final = "candidate"
-CHAMPION: Final = "champion"
+__all__ = [
+    "CANDIDATE",
+    "CHAMPION",
+    "ENCODER_MODEL",
+    "EVAL_RUN_TAG",
+    "METRIC_TAG_PREFIX",
+    "MODEL_KINDS",
+    "REPORT_MODEL",
+    "REQUIRED_TAGS",
+    "TAG_MODEL_CARD",
+    "LineageTags",
+    "LineageTagsError",
+    "ModelKind",
+    "ParentModel",
+    "missing_tags",
+]
 
 ModelKind = Literal["encoder", "head", "report_generator"]
 MODEL_KINDS: Final = ("encoder", "head", "report_generator")

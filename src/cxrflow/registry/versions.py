@@ -11,17 +11,19 @@ from typing import Any
 from cxrflow.registry.runs import client as make_client
 from cxrflow.registry.runs import pipeline_context
 from cxrflow.registry.tags import (
-    CANDIDATE,
-    ENCODER_MODEL,
-    EVAL_RUN_TAG,
-    METRIC_TAG_PREFIX,
     LineageTags,
     LineageTagsError,
     ModelKind,
     ParentModel,
     missing_tags,
 )
-from cxrflow.tracking import TAG_ENCODER_VERSION
+from cxrflow.tags import (
+    CANDIDATE,
+    ENCODER_MODEL,
+    EVAL_RUN_TAG,
+    METRIC_TAG_PREFIX,
+    TAG_ENCODER_VERSION,
+)
 from cxrflow.tracking import git_commit as current_git_commit
 
 log = logging.getLogger(__name__)
@@ -119,18 +121,6 @@ def register_candidate(
     c.set_registered_model_alias(name, CANDIDATE, str(mv.version))
     log.info("registered %s version %s as %s", name, mv.version, CANDIDATE)
     return c.get_model_version(name, str(mv.version))
-
-
-def tag_version(
-    name: str, version: str, lineage: LineageTags, *, client: Any = None, candidate: bool = True
-) -> Any:
-    """Complete the lineage tags of an already registered version (and make it the candidate)."""
-    c = client or make_client()
-    for key, value in lineage.to_tags().items():
-        c.set_model_version_tag(name, str(version), key, value)
-    if candidate:
-        c.set_registered_model_alias(name, CANDIDATE, str(version))
-    return c.get_model_version(name, str(version))
 
 
 def check_tags(mv: Any) -> list[str]:

@@ -11,19 +11,16 @@ from cxrflow.report.model import (
     save_report_model,
     smollm2_gguf,
 )
-from cxrflow.report.stage import ReportStageOutput, run_report_stage
 
 __all__ = [
     "CxrLlavaConfig",
     "CxrLlavaForConditionalGeneration",
     "ReportConfig",
     "ReportMetrics",
-    "ReportStageOutput",
     "build_report_model",
     "compute_metrics",
     "load_lm",
     "load_report_model",
-    "run_report_stage",
     "save_report_model",
     "smollm2_gguf",
 ]

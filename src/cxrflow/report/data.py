@@ -220,10 +220,6 @@ class ReportDataset(Dataset):
             self._cache[i] = load_image(self.image_paths[i], self.prep)[:1].clone()
         return self._cache[i].expand(3, -1, -1)
 
-    def num_tokens(self) -> int:
-        """Tokens of all samples (image tokens included)."""
-        return sum(len(s.input_ids) for s in self.samples)
-
 
 @dataclass(frozen=True)
 class ReportCollator:

@@ -31,7 +31,6 @@ from cxrflow.split.report import (
     split_digest,
     split_report,
 )
-from cxrflow.split.stage import TAG_SPLIT_DIGEST, SplitStageOutput, run_split_stage
 from cxrflow.split.stratified import (
     SubjectLabels,
     iterative_stratification,
@@ -47,12 +46,10 @@ __all__ = [
     "SPLITS_SCHEMA",
     "SPLIT_80_10_10",
     "SPLIT_COLUMN",
-    "TAG_SPLIT_DIGEST",
     "LeakageError",
     "SplitAssignmentError",
     "SplitConfig",
     "SplitMode",
-    "SplitStageOutput",
     "SubjectLabels",
     "assign_splits",
     "bucket",
@@ -69,7 +66,6 @@ __all__ = [
     "prevalence_table",
     "read_splits",
     "report_markdown",
-    "run_split_stage",
     "split_digest",
     "split_of_bucket",
     "split_report",

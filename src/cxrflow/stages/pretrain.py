@@ -1,54 +1,107 @@
-"""The pre-training stage as the pipeline runs it: train, export, log and register the encoder."""
+"""The pre-training stage: DINOv2 continual pre-training, export, log and register the encoder.
+
+Every process of a distributed run calls `run` with the same parameters (alone, or one process
+per GPU under torchrun): all ranks train; rank 0 also runs the MLflow run, exports, draws the
+attention maps, probes and registers, and returns the `Result` (other ranks return None).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cxrflow.manifest import MANIFEST_FILE, read_manifest
+from cxrflow.dataset import Dataset
 from cxrflow.registry.versions import register_stage_model
 from cxrflow.ssl.attention_maps import save_attention_figure
 from cxrflow.ssl.data import load_image
 from cxrflow.ssl.presets import PretrainConfig
+from cxrflow.ssl.presets import preset as named_preset
 from cxrflow.ssl.probe import probe_auprc
 from cxrflow.ssl.train import pretrain
-from cxrflow.tracking import (
+from cxrflow.stages.contract import from_json, param
+from cxrflow.tags import (
+    ENCODER_MODEL,
     TAG_DATA_VERSION,
     TAG_GIT_COMMIT,
+    TAG_INIT_FROM,
     TAG_PIPELINE_PARAMS,
     TAG_PIPELINE_RUN,
-    git_commit,
-    log_dataset_version,
-    params_digest,
-    stage_run,
+    TAG_PRESET_MODEL,
 )
+from cxrflow.tracking import git_commit, log_dataset_version, params_digest, stage_run
 
 log = logging.getLogger(__name__)
 
-ENCODER_MODEL_NAME = "cxrflow-encoder"
+RESULT_FILE = "pretrain_result.json"
 
 
 @dataclass(frozen=True)
-class PretrainStageOutput:
+class Params:
+    """Continue DINOv2 pre-training of a ViT on the train split of one data version."""
+
+    data_dir: Path = param(help="Dataset directory with a split manifest.")
+    out_dir: Path = param(help="Run directory: checkpoints and the exported encoder.")
+    data_version: str = param("", help="Data version (DVC md5) the run trains on, for lineage.")
+    preset: str = param("tiny", help="Pre-training preset: tiny or paper.")
+    steps: int = param(0, help="Training steps; 0 keeps the preset's.")
+    batch_size: int = param(0, help="Global batch over all GPUs; 0 keeps the preset's.")
+    seed: int = param(0, help="Random seed.")
+    init_from: Path | None = param(
+        None, help="Local Hugging Face DINOv2 directory to start from (empty: random init)."
+    )
+    dvc_remote: str = param("", help="DVC remote of the data version, logged as its source.")
+    pipeline_run: str = param("", help="The pipeline run this stage belongs to.")
+    probe: bool = param(True, help="Score the encoder with a linear probe after training.")
+    register: bool = param(True, help="Register the encoder in the MLflow model registry.")
+
+    def config(self) -> PretrainConfig:
+        """The preset with non-zero `steps`/`batch_size` overriding it."""
+        changes = {
+            k: v for k, v in {"steps": self.steps, "batch_size": self.batch_size}.items() if v
+        }
+        return named_preset(self.preset, seed=self.seed, **changes)
+
+    @classmethod
+    def in_runs_dir(cls, runs_dir: Path, **values: Any) -> Params:
+        """The parameters with `out_dir` the run's folder under `runs_dir`: one folder per data
+        version and settings, so that a retried step resumes from its checkpoints."""
+        params = from_json(cls, {"out_dir": ".", **values})  # typed and validated
+        init = str(params.init_from or "")
+        return replace(
+            params, out_dir=work_dir_for(Path(runs_dir), params.data_version, params.config(), init)
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    """The exported encoder, its registered version, the MLflow run and the probe's scores."""
+
     encoder_dir: Path
     encoder_version: str
     mlflow_run_id: str
     metrics: dict[str, float]
 
 
+def rank() -> int:
+    """This process's global rank (0 without torchrun)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def _attention_images(
-    data_dir: Path, image_size: int, mean: float, std: float, n: int = 4
+    dataset: Dataset, image_size: int, mean: float, std: float, n: int = 4
 ) -> torch.Tensor:
-    manifest = read_manifest(data_dir / MANIFEST_FILE)
+    """A few validation images, resized and normalised, for the attention figure."""
+    manifest = dataset.manifest()
     rows = manifest[manifest["split"] == "val"].head(n)
     if rows.empty:
         rows = manifest.head(n)
-    images = [load_image(data_dir / p) for p in rows["image_path"]]
+    images = [load_image(dataset.image(p)) for p in rows["image_path"]]
     x = torch.stack(
         [
             torch.nn.functional.interpolate(im[None], size=(image_size, image_size), mode="area")[0]
@@ -58,39 +111,39 @@ def _attention_images(
     return ((x - mean) / std).expand(-1, 3, -1, -1)
 
 
-def run_pretrain_stage(
-    data_dir: Path,
-    out_dir: Path,
-    config: PretrainConfig,
-    *,
-    data_version: str,
-    init_from: Path | None = None,
-    pipeline_run: str = "",
-    dvc_remote: str = "",
-    probe: bool = True,
-    register: bool = True,
-) -> PretrainStageOutput:
-    """Pre-train on the train split of `data_dir`; resume from `out_dir` if it holds a run."""
+def run(params: Params) -> Result | None:
+    """Pre-train on the train split; resume from `out_dir` if it holds a run.
+
+    Ranks > 0 only train and return None; rank 0 returns the stage's result.
+    """
     import mlflow
 
+    config = params.config()
+    dataset = Dataset(params.data_dir)
+    out_dir = Path(params.out_dir)
+    init_from = Path(params.init_from) if params.init_from else None
+    if rank() > 0:  # workers train; rank 0 also logs, exports and registers
+        pretrain(config, dataset.root, out_dir, init_from=init_from, progress=False)
+        return None
+    data_version = params.data_version
     tags = {TAG_DATA_VERSION: data_version, TAG_GIT_COMMIT: git_commit()}
-    with stage_run("pretrain", pipeline_run, tags=tags) as run:
-        params: dict[str, Any] = {k: str(v) for k, v in config.to_dict().items()}
-        params.update(data_version=data_version, init_from=str(init_from or "random"))
-        mlflow.log_params(params)
-        if dvc_remote:
-            log_dataset_version(data_dir / MANIFEST_FILE, data_version, dvc_remote)
+    with stage_run("pretrain", params.pipeline_run, tags=tags) as mlflow_run:
+        logged: dict[str, Any] = {k: str(v) for k, v in config.to_dict().items()}
+        logged.update(data_version=data_version, init_from=str(init_from or "random"))
+        mlflow.log_params(logged)
+        if params.dvc_remote:
+            log_dataset_version(dataset.manifest_path, data_version, params.dvc_remote)
 
         result = pretrain(
             config,
-            data_dir,
+            dataset.root,
             out_dir,
             init_from=init_from,
             on_metrics=lambda step, m: mlflow.log_metrics(m, step=step),
         )
         assert result.encoder_dir is not None
         teacher_images = _attention_images(
-            data_dir, config.image_size, result.image_mean, result.image_std
+            dataset, config.image_size, result.image_mean, result.image_std
         )
         from cxrflow.models.hf import load_hf_dinov2
 
@@ -98,17 +151,17 @@ def run_pretrain_stage(
         figure = save_attention_figure(encoder, teacher_images, out_dir / "attention_maps.png")
         mlflow.log_artifact(str(figure), "attention")
         metrics: dict[str, float] = {}
-        if probe:
+        if params.probe:
             try:
                 scores = probe_auprc(
-                    encoder, data_dir, config.image_size, result.image_mean, result.image_std
+                    encoder, dataset.root, config.image_size, result.image_mean, result.image_std
                 )
             except ValueError as exc:  # no labels (an unlabelled inbox): nothing to probe
                 log.warning("linear probe skipped: %s", exc)
                 scores = {}
             metrics = {f"probe_auprc_{k}": v for k, v in scores.items()}
             mlflow.log_metrics(metrics)
-        (out_dir / "pretrain_result.json").write_text(
+        (out_dir / RESULT_FILE).write_text(
             json.dumps(
                 {
                     "data_version": data_version,
@@ -121,7 +174,7 @@ def run_pretrain_stage(
             + "\n"
         )
         version = ""
-        if register:
+        if params.register:
             from cxrflow.serving import EncoderPyfunc
 
             info = mlflow.pyfunc.log_model(
@@ -131,20 +184,20 @@ def run_pretrain_stage(
             )
             version = register_stage_model(
                 info.model_uri,
-                ENCODER_MODEL_NAME,
+                ENCODER_MODEL,
                 "encoder",
-                pipeline_run=pipeline_run,
-                params_digest=params_digest(params),
+                pipeline_run=params.pipeline_run,
+                params_digest=params_digest(logged),
                 tags={
                     **tags,
-                    TAG_PIPELINE_RUN: pipeline_run,
-                    TAG_PIPELINE_PARAMS: params_digest(params),
-                    "cxrflow.init_from": str(init_from or "random"),
-                    "cxrflow.preset_model": config.model,
+                    TAG_PIPELINE_RUN: params.pipeline_run,
+                    TAG_PIPELINE_PARAMS: params_digest(logged),
+                    TAG_INIT_FROM: str(init_from or "random"),
+                    TAG_PRESET_MODEL: config.model,
                 },
             )
-            log.info("registered %s version %s", ENCODER_MODEL_NAME, version)
-    return PretrainStageOutput(result.encoder_dir, version, run.info.run_id, metrics)
+            log.info("registered %s version %s", ENCODER_MODEL, version)
+    return Result(result.encoder_dir, version, mlflow_run.info.run_id, metrics)
 
 
 def work_dir_for(runs_dir: Path, data_version: str, config: PretrainConfig, init_from: str) -> Path:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from cxrflow.cluster.gate import champion_data_version, data_changed
-from cxrflow.registry.tags import CHAMPION, ENCODER_MODEL
-from cxrflow.tracking import TAG_DATA_VERSION
+from cxrflow.tags import CHAMPION, ENCODER_MODEL, TAG_DATA_VERSION
+from cxrflow.versioning.gate import champion_data_version, data_changed
 
 
 @pytest.fixture(scope="module")

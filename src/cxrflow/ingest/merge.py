@@ -18,7 +18,6 @@ from typing import Any
 
 import pandas as pd
 
-from cxrflow.cluster.shards import SHARD_OUTPUT, SHARD_RECORD, ShardRecord
 from cxrflow.ingest import IngestResult
 from cxrflow.ingest.commit import (
     AUDIT_FILE,
@@ -32,6 +31,7 @@ from cxrflow.ingest.commit import (
     read_table,
     run_id_for,
 )
+from cxrflow.ingest.shards import SHARD_OUTPUT, SHARD_RECORD, ShardRecord
 from cxrflow.ingest.worker import Outcome
 from cxrflow.manifest import MANIFEST_FILE, read_manifest
 

@@ -29,6 +29,11 @@ class VersioningError(RuntimeError):
     """DVC could not record or restore a data version (reason in the message)."""
 
 
+def normalise_md5(md5: str) -> str:
+    """The one form of a data version id: DVC's directory md5 without its `.dir` suffix."""
+    return md5.strip().lower().removesuffix(".dir")
+
+
 @dataclass(frozen=True)
 class DataVersion:
     """One version of a DVC-tracked directory."""
@@ -38,6 +43,9 @@ class DataVersion:
     remote: str  # the URL of the DVC remote that holds it
     files: int
     size: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "md5", normalise_md5(self.md5))
 
     @property
     def short(self) -> str:
@@ -94,7 +102,7 @@ def read_version(dvc_file: Path, remote: str = "") -> DataVersion:
     if not md5:
         raise VersioningError(f"{dvc_file} has no md5")
     return DataVersion(
-        md5=md5.removesuffix(".dir"),
+        md5=md5,
         path=str(out.get("path", "")),
         remote=remote,
         files=int(out.get("nfiles", 0) or 0),
@@ -146,7 +154,7 @@ def checkout_version(root: Path, md5: str, data_dir: Path) -> DataVersion:
     doc["outs"][0]["md5"] = f"{md5.removesuffix('.dir')}.dir"
     for stale in ("size", "nfiles"):
         doc["outs"][0].pop(stale, None)
-    if current.md5 != md5.removesuffix(".dir"):
+    if current.md5 != normalise_md5(md5):
         dvc_file.write_text(yaml.safe_dump(doc, sort_keys=False))
     with Repo(str(root)) as repo:
         try:
@@ -168,7 +176,7 @@ def version_history(root: Path, md5: str, remote_dir: Path | None = None) -> lis
     """
     stores = [root / ".dvc" / "cache"] + ([remote_dir] if remote_dir else [])
     chain: list[str] = []
-    current: str | None = md5.removesuffix(".dir")
+    current: str | None = normalise_md5(md5)
     while current and current not in chain:
         chain.append(current)
         listing = next(

@@ -1,13 +1,13 @@
-"""The gate at pipeline start: train only when the data changed since the champion encoder."""
+"""The retraining gate: train only when the data changed since the champion encoder."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from cxrflow.registry.tags import CHAMPION, ENCODER_MODEL
 from cxrflow.registry.versions import version_by_alias
-from cxrflow.tracking import TAG_DATA_VERSION
+from cxrflow.tags import CHAMPION, ENCODER_MODEL, TAG_DATA_VERSION
+from cxrflow.versioning.dvc import normalise_md5
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ def champion_data_version(champion_model: str = ENCODER_MODEL, client: Any = Non
     mv = version_by_alias(champion_model, CHAMPION, client)
     if mv is None:
         return None
-    return str(dict(mv.tags).get(TAG_DATA_VERSION, "")).removesuffix(".dir")
+    return normalise_md5(str(dict(mv.tags).get(TAG_DATA_VERSION, "")))
 
 
 def data_changed(
@@ -27,7 +27,7 @@ def data_changed(
     if not data_version:
         raise ValueError("data_version: must not be empty")
     trained_on = champion_data_version(champion_model, client)
-    changed = trained_on != data_version.removesuffix(".dir")
+    changed = trained_on != normalise_md5(data_version)
     log.info(
         "data version %s, %s@%s trained on %s: %s",
         data_version[:12],

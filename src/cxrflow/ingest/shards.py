@@ -3,7 +3,7 @@
 A shard is ingested by the unchanged `run_ingest` on a private directory that mirrors the
 inbox's relative paths with hard links (copies across file systems). Relative paths, hence
 file keys and content digests, are the same as in a single-pod run; `merge_shards`
-(cxrflow.cluster.merge) rebuilds the single-pod dataset from the shards' outputs.
+(cxrflow.ingest.merge) rebuilds the single-pod dataset from the shards' outputs.
 
 Nothing a shard writes outside its ingest output names an input path: file keys and ranks only.
 """
@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from cxrflow.deid import DeidOptions
 from cxrflow.ingest import IngestConfig, IngestResult, run_ingest
 from cxrflow.ingest.discover import list_files
-from cxrflow.ingest.stage import STATE_FILE, file_key
+from cxrflow.ingest.run import STATE_FILE, file_key
 from cxrflow.keys import SecretKey
 
 log = logging.getLogger(__name__)

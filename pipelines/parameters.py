@@ -1,0 +1,80 @@
+"""Where each pipeline parameter is declared: the stage `Params` field it feeds.
+
+The pipeline function's signature repeats the names, types and defaults (KFP reads them from
+the signature); the help texts of the run form come from here, and a test checks that the
+signature agrees with the declarations (tests/pipelines/test_parameters.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, fields
+
+from cxrflow.cluster.dispatch import JobOptions
+from cxrflow.stages import gate, heads, ingest, pretrain, publish, report, split, version
+from cxrflow.stages.contract import help_of
+
+# Pipeline parameter -> (the dataclass that declares it, its field there).
+DECLARED: dict[str, tuple[type, str]] = {
+    "inbox": (ingest.Params, "inbox"),
+    "data_dir": (ingest.Params, "data_dir"),
+    "repo_root": (version.Params, "repo_root"),
+    "ground_truth": (ingest.Params, "ground_truth"),
+    "max_side": (ingest.Params, "max_side"),
+    "png_bits": (ingest.Params, "png_bits"),
+    "write_dicom": (ingest.Params, "write_dicom"),
+    "ingest_workers": (ingest.Params, "workers"),
+    "retain_patient_characteristics": (ingest.Params, "retain_patient_characteristics"),
+    "retain_longitudinal_modified_dates": (ingest.Params, "retain_longitudinal_modified_dates"),
+    "clean_descriptors": (ingest.Params, "clean_descriptors"),
+    "train_ratio": (split.Params, "train_ratio"),
+    "val_ratio": (split.Params, "val_ratio"),
+    "test_ratio": (split.Params, "test_ratio"),
+    "split_seed": (split.Params, "seed"),
+    "split_mode": (split.Params, "mode"),
+    "dvc_remote": (version.Params, "dvc_remote"),
+    "pretrain_preset": (pretrain.Params, "preset"),
+    "pretrain_steps": (pretrain.Params, "steps"),
+    "pretrain_batch_size": (pretrain.Params, "batch_size"),
+    "pretrain_seed": (pretrain.Params, "seed"),
+    "init_from": (pretrain.Params, "init_from"),
+    "pretrain_nodes": (JobOptions, "nodes"),
+    "pretrain_gpus_per_node": (JobOptions, "gpus_per_node"),
+    "training_backend": (JobOptions, "backend"),
+    "training_job_timeout_hours": (JobOptions, "timeout_hours"),
+    "keep_training_job": (JobOptions, "keep_job"),
+    "heads_preset": (heads.Params, "preset"),
+    "report_preset": (report.Params, "preset"),
+    "report_steps": (report.Params, "steps"),
+    "report_nodes": (JobOptions, "nodes"),
+    "report_gpus_per_node": (JobOptions, "gpus_per_node"),
+    "lm_dir": (report.Params, "lm_dir"),
+    "gate_config": (publish.Params, "gate_config"),
+    "force_train": (gate.Params, "force"),
+}
+
+# Parameters of the pipeline alone (where runs keep their files).
+PIPELINE_ONLY: dict[str, str] = {
+    "runs_dir": "Where stage runs keep checkpoints and outputs (a shared volume on a cluster).",
+}
+
+
+def help_text(name: str) -> str:
+    """The run form's description of pipeline parameter `name`."""
+    if name in PIPELINE_ONLY:
+        return PIPELINE_ONLY[name]
+    cls, field = DECLARED[name]
+    return help_of(cls)[field]
+
+
+def declared_default(name: str) -> object:
+    """The default the declaring dataclass gives (None for none; "" stands for None in KFP)."""
+    cls, field_name = DECLARED[name]
+    f = next(f for f in fields(cls) if f.name == field_name)
+    return None if f.default is MISSING else f.default
+
+
+def docstring(summary: str, names: list[str]) -> str:
+    """A Google-style docstring whose `Args:` KFP shows in the run form."""
+    lines = [summary, "", "Args:"]
+    lines += [f"    {n}: {help_text(n)}" for n in names]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,62 @@
+"""The publish stage: gate the candidate encoder against the champion, attach its model card."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cxrflow.modelcard import attach_model_card, build_model_card
+from cxrflow.modelcard.card import ModelCard
+from cxrflow.registry.gate import GateConfig, GateDecision, run_gate
+from cxrflow.stages.contract import param
+from cxrflow.tags import ENCODER_MODEL
+
+DEFAULT_GATE = (
+    '{"metrics": [{"name": "cls.auprc.macro", "direction": "higher", "tolerance": 0.01}]}'
+)
+
+
+@dataclass(frozen=True)
+class Params:
+    """Promote the encoder if it passes the gate; write and attach its model card."""
+
+    encoder_version: str = param(help="Registered encoder version to gate and document.")
+    evaluation: Path = param(help="The evaluation stage's evaluation.json.")
+    gate_config: str = param(
+        DEFAULT_GATE,
+        help="Promotion gate as JSON: the metrics that decide, their direction and tolerance.",
+    )
+
+    def gate(self) -> GateConfig:
+        """The validated gate configuration (refused naming the field that is wrong)."""
+        try:
+            raw = json.loads(self.gate_config)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"gate_config: not valid JSON ({exc})") from exc
+        return GateConfig.from_dict(raw)
+
+
+@dataclass(frozen=True)
+class Result:
+    """The gate's decision and the model card."""
+
+    gate: GateDecision
+    card: ModelCard
+
+    @property
+    def decision(self) -> str:
+        return self.gate.decision
+
+    @property
+    def card_markdown(self) -> str:
+        return self.card.to_markdown()
+
+
+def run(params: Params) -> Result:
+    """Gate, then build the card from the registry and the evaluation, and attach it."""
+    decision = run_gate(ENCODER_MODEL, params.gate(), version=params.encoder_version)
+    evaluation = json.loads(Path(params.evaluation).read_text())
+    card = build_model_card(ENCODER_MODEL, f":{params.encoder_version}", evaluation=evaluation)
+    attach_model_card(card)
+    return Result(decision, card)

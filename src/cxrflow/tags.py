@@ -1,0 +1,37 @@
+"""The MLflow vocabulary of the project: tag names, registered model names and aliases.
+
+One module so that a tag is spelled once: the stages write these, the registry, the lineage
+queries, the promotion gate and the model card read them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Run and model-version tags.
+TAG_STAGE: Final = "cxrflow.stage"
+TAG_PIPELINE_RUN: Final = "cxrflow.pipeline_run"
+TAG_PIPELINE_PARAMS: Final = "cxrflow.pipeline_params_digest"
+TAG_GIT_COMMIT: Final = "cxrflow.git_commit"
+TAG_DATA_VERSION: Final = "cxrflow.data_version"
+TAG_SPLIT_DIGEST: Final = "cxrflow.split_digest"
+TAG_ENCODER_VERSION: Final = "cxrflow.encoder_version"
+TAG_ENCODER_DIGEST: Final = "cxrflow.encoder_digest"
+TAG_INIT_FROM: Final = "cxrflow.init_from"
+TAG_PRESET_MODEL: Final = "cxrflow.preset_model"
+TAG_INGEST_SHARDS: Final = "cxrflow.ingest_shards"
+TAG_DEID_PROFILE: Final = "cxrflow.deid_profile"
+TAG_DEID_OPTIONS: Final = "cxrflow.deid_options"
+TAG_PARENTS: Final = "cxrflow.parent_models"
+TAG_MODEL_KIND: Final = "cxrflow.model_kind"
+TAG_MODEL_CARD: Final = "cxrflow.model_card"
+METRIC_TAG_PREFIX: Final = "cxrflow.metric."
+EVAL_RUN_TAG: Final = "cxrflow.evaluation_run"
+TAG_PREFIX: Final = "cxrflow."
+
+# Registered models and their aliases.
+ENCODER_MODEL: Final = "cxrflow-encoder"
+REPORT_MODEL: Final = "cxrflow-report-generator"
+HEAD_MODEL_PREFIX: Final = "cxrflow-head"
+CANDIDATE: Final = "candidate"
+CHAMPION: Final = "champion"
