@@ -23,16 +23,11 @@ def version_data(
     that the training steps' cache keys change exactly when the data does).
     """
     from collections import namedtuple
-    from pathlib import Path
 
     from cxrflow.stages import version as stage
+    from cxrflow.stages.contract import pick
 
-    params = stage.Params(
-        repo_root=Path(repo_root),
-        data_dir=Path(dataset.metadata["data_dir"]),
-        dvc_remote=dvc_remote,
-        pipeline_run=pipeline_run,
-    )
+    params = pick(stage.Params, locals(), data_dir=dataset.metadata["data_dir"])
     out = stage.run(params)
     v = out.version
     outputs = namedtuple("DataVersionOutputs", ["data_version", "dvc_remote", "files", "data_dir"])

@@ -11,6 +11,6 @@ def data_gate(
 ) -> bool:
     """True when `data_version` is not the champion's training data (or no champion exists)."""
     from cxrflow.stages import gate as stage
+    from cxrflow.stages.contract import pick
 
-    params = stage.Params(data_version=data_version, champion_model=champion_model, force=force)
-    return stage.run(params).train
+    return stage.run(pick(stage.Params, locals())).train

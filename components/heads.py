@@ -33,15 +33,7 @@ def heads(
     from cxrflow.evaluation.gather import evaluation_files
     from cxrflow.stages import heads as stage
 
-    params = stage.Params.in_runs_dir(
-        runs_dir,
-        data_dir=data_dir,
-        encoder_dir=encoder_dir,
-        data_version=data_version,
-        encoder_version=encoder_version,
-        preset=preset,
-        pipeline_run=pipeline_run,
-    )
+    params = stage.Params.in_runs_dir(runs_dir, locals())
     out = stage.run(params)
     Path(tables.path).write_text(out.result.markdown)
     values = out.result.metrics()

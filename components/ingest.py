@@ -35,24 +35,9 @@ def ingest(
     from collections import namedtuple
 
     from cxrflow.stages import ingest as stage
-    from cxrflow.stages.contract import from_json
+    from cxrflow.stages.contract import pick
 
-    params = from_json(
-        stage.Params,
-        dict(
-            inbox=inbox,
-            data_dir=data_dir,
-            ground_truth=ground_truth,
-            max_side=max_side,
-            png_bits=png_bits,
-            write_dicom=write_dicom,
-            workers=workers,
-            retain_patient_characteristics=retain_patient_characteristics,
-            retain_longitudinal_modified_dates=retain_longitudinal_modified_dates,
-            clean_descriptors=clean_descriptors,
-            pipeline_run=pipeline_run,
-        ),
-    )
+    params = pick(stage.Params, locals())
     out = stage.run(params)
     r = out.result
     shutil.copyfile(out.dataset.manifest_path, dataset.path)

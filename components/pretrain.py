@@ -50,28 +50,8 @@ def pretrain(
     from cxrflow.cluster.dispatch import JobOptions, run_stage
     from cxrflow.stages import pretrain as stage
 
-    params = stage.Params.in_runs_dir(
-        runs_dir,
-        data_dir=data_dir,
-        data_version=data_version,
-        preset=preset,
-        steps=steps,
-        batch_size=batch_size,
-        seed=seed,
-        init_from=init_from or None,
-        dvc_remote=dvc_remote,
-        pipeline_run=pipeline_run,
-    )
-    options = JobOptions(
-        nodes=nodes,
-        gpus_per_node=gpus_per_node,
-        backend=job_backend,
-        image=job_image,
-        namespace=job_namespace,
-        timeout_hours=job_timeout_hours,
-        keep_job=keep_job,
-    )
-    outcome = run_stage("pretrain", params, options)
+    params = stage.Params.in_runs_dir(runs_dir, locals())
+    outcome = run_stage("pretrain", params, JobOptions.of(locals()))
     shutil.copytree(outcome["encoder_dir"], encoder.path, dirs_exist_ok=True)
     encoder.metadata.update(
         {"data_version": data_version, "registered_version": outcome["encoder_version"]}

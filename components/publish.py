@@ -19,12 +19,9 @@ def publish(
     from pathlib import Path
 
     from cxrflow.stages import publish as stage
+    from cxrflow.stages.contract import pick
 
-    params = stage.Params(
-        encoder_version=encoder_version,
-        evaluation=Path(evaluation.path),
-        gate_config=gate_config,
-    )
+    params = pick(stage.Params, locals(), evaluation=evaluation.path)
     out = stage.run(params)
     Path(card.path).write_text(out.card_markdown)
     return out.decision

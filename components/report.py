@@ -56,29 +56,8 @@ def report(
     from cxrflow.cluster.dispatch import JobOptions, run_stage
     from cxrflow.stages import report as stage
 
-    params = stage.Params.in_runs_dir(
-        runs_dir,
-        data_dir=data_dir,
-        encoder_dir=encoder_dir,
-        data_version=data_version,
-        encoder_version=encoder_version,
-        preset=preset,
-        lm_dir=lm_dir or None,
-        steps=steps,
-        deepspeed=deepspeed,
-        pipeline_run=pipeline_run,
-    )
-    options = JobOptions(
-        nodes=nodes,
-        gpus_per_node=gpus_per_node,
-        backend=job_backend,
-        runtime=job_runtime,
-        image=job_image,
-        namespace=job_namespace,
-        timeout_hours=job_timeout_hours,
-        keep_job=keep_job,
-    )
-    outcome = run_stage("report", params, options)
+    params = stage.Params.in_runs_dir(runs_dir, locals())
+    outcome = run_stage("report", params, JobOptions.of(locals()))
     Path(table.path).write_text(outcome["table_markdown"])
     shutil.copytree(outcome["model_dir"], generator.path, dirs_exist_ok=True)
     generator.metadata.update({"registered_version": outcome["model_version"]})

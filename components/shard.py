@@ -56,23 +56,9 @@ def ingest_shard(
     from pathlib import Path
 
     from cxrflow.stages import ingest as stage
-    from cxrflow.stages.contract import from_json
+    from cxrflow.stages.contract import pick
 
-    params = from_json(
-        stage.Params,
-        dict(
-            inbox=inbox,
-            data_dir=data_dir,
-            ground_truth=ground_truth,
-            max_side=max_side,
-            png_bits=png_bits,
-            write_dicom=write_dicom,
-            workers=workers,
-            retain_patient_characteristics=retain_patient_characteristics,
-            retain_longitudinal_modified_dates=retain_longitudinal_modified_dates,
-            clean_descriptors=clean_descriptors,
-        ),
-    )
+    params = pick(stage.Params, locals())
     return str(stage.run_shard(params, shard, n_shards, Path(shard_dir)))
 
 

@@ -28,16 +28,9 @@ def split(
     from collections import namedtuple
 
     from cxrflow.stages import split as stage
+    from cxrflow.stages.contract import pick
 
-    params = stage.Params(
-        data_dir=dataset.metadata["data_dir"],
-        train_ratio=train_ratio,
-        val_ratio=val_ratio,
-        test_ratio=test_ratio,
-        seed=seed,
-        mode=mode,
-        pipeline_run=pipeline_run,
-    )
+    params = pick(stage.Params, locals(), data_dir=dataset.metadata["data_dir"])
     out = stage.run(params)
     shutil.copyfile(out.dataset.manifest_path, split_dataset.path)
     split_dataset.metadata.update(

@@ -130,7 +130,7 @@ def run(
     import os
 
     from cxrflow.keys import KEY_FILE_ENV_VAR, KeyError_, load_key
-    from cxrflow.local_run import LocalSettings, run_pipeline_locally
+    from cxrflow.orchestration.local import LocalSettings, run_pipeline_locally
 
     if not local:
         raise typer.BadParameter("only --local is available in this version", param_hint="--local")
@@ -472,7 +472,7 @@ def _pipeline_yaml(path: Path | None) -> Path:
 
 def _cluster_errors() -> tuple[type[Exception], ...]:
     from cxrflow.cluster.config import ClusterConfigError
-    from cxrflow.cluster.submit import KfpApiError
+    from cxrflow.orchestration.submit import KfpApiError
 
     return (ClusterConfigError, KfpApiError, ValueError)
 
@@ -487,8 +487,8 @@ def submit(
     namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user).")] = None,
 ) -> None:
     """Compile and submit a training run to Kubeflow Pipelines."""
-    from cxrflow.cluster.params import parse_params
-    from cxrflow.cluster.submit import submit_run
+    from cxrflow.orchestration.params import parse_params
+    from cxrflow.orchestration.submit import submit_run
 
     try:
         yaml_path = _pipeline_yaml(pipeline_yaml)
@@ -519,8 +519,8 @@ def schedule(
     namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user).")] = None,
 ) -> None:
     """Upload the pipeline version and create a recurring run bound to it."""
-    from cxrflow.cluster.params import parse_params
-    from cxrflow.cluster.submit import schedule_run
+    from cxrflow.orchestration.params import parse_params
+    from cxrflow.orchestration.submit import schedule_run
 
     try:
         yaml_path = _pipeline_yaml(pipeline_yaml)
@@ -563,10 +563,10 @@ def watch(
     namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user).")] = None,
 ) -> None:
     """Detect new images in an inbox and trigger one pipeline run per new batch."""
-    from cxrflow.cluster.params import parse_params
-    from cxrflow.cluster.watch import LocalTrigger, RemoteTrigger, watch_once
-    from cxrflow.cluster.watch import watch as watch_loop
-    from cxrflow.local_run import LocalSettings
+    from cxrflow.orchestration.local import LocalSettings
+    from cxrflow.orchestration.params import parse_params
+    from cxrflow.orchestration.watch import LocalTrigger, RemoteTrigger, watch_once
+    from cxrflow.orchestration.watch import watch as watch_loop
 
     if not local and not host:
         raise typer.BadParameter("give --local or a KFP host (--host / KF_PIPELINES_ENDPOINT)")

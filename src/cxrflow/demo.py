@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cxrflow.keys import KEY_FILE_ENV_VAR, create_key_file
-from cxrflow.local_run import LocalSettings, run_pipeline_locally
+from cxrflow.orchestration.local import LocalSettings, run_pipeline_locally
 from cxrflow.versioning import dvc_file_for, read_version
 
 log = logging.getLogger(__name__)

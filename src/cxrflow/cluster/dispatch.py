@@ -9,11 +9,12 @@ wrote (see `cxrflow.cluster.launcher`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cxrflow.cluster import entry
-from cxrflow.stages.contract import param
+from cxrflow.stages.contract import param, pick
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class JobOptions:
     namespace: str = param("", help="Namespace of the job; empty: the pipeline pod's.")
     timeout_hours: float = param(0.0, help="Fail a multi-node job running longer; 0: no limit.")
     keep_job: bool = param(False, help="Keep the finished job and its pods (for debugging).")
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> JobOptions:
+        """From a component's inputs: `nodes`, `gpus_per_node`, `keep_job`, `job_<field>`."""
+        return pick(cls, {name.removeprefix("job_"): v for name, v in values.items()})
 
     def __post_init__(self) -> None:
         if self.nodes < 1:

@@ -95,6 +95,14 @@ def from_json(cls: type[T], data: Mapping[str, Any]) -> T:
     return cls(**values)
 
 
+def pick(cls: type[T], values: Mapping[str, Any], **overrides: Any) -> T:
+    """A dataclass from the entries of `values` that are its fields (e.g. a KFP component's
+    `locals()`), typed like `from_json`; `overrides` win."""
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    chosen = {k: v for k, v in values.items() if k in known} | overrides
+    return from_json(cls, chosen)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)

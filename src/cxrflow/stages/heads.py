@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +18,7 @@ from cxrflow.heads.config import preset as heads_preset
 from cxrflow.heads.export import CARD_FILE, load_head
 from cxrflow.heads.train import HeadsResult, train_heads
 from cxrflow.registry.versions import register_stage_model
-from cxrflow.stages.contract import from_json, param
+from cxrflow.stages.contract import param, pick
 from cxrflow.tags import TAG_DATA_VERSION, TAG_ENCODER_DIGEST, TAG_ENCODER_VERSION, TAG_PIPELINE_RUN
 from cxrflow.tracking import git_commit, params_digest, stage_run
 
@@ -40,9 +42,11 @@ class Params:
         return heads_preset(self.preset)
 
     @classmethod
-    def in_runs_dir(cls, runs_dir: Path, **values: object) -> Params:
+    def in_runs_dir(
+        cls, runs_dir: Path, values: Mapping[str, Any] | None = None, /, **more: Any
+    ) -> Params:
         """The parameters with `out_dir` the run's folder under `runs_dir`."""
-        params = from_json(cls, {"out_dir": ".", **values})  # typed and validated
+        params = pick(cls, {**(values or {}), **more}, out_dir=".")  # typed, validated
         name = (
             f"heads-{params.data_version[:12]}-{params.encoder_version or 'local'}-{params.preset}"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from cxrflow.ssl.presets import PretrainConfig
 from cxrflow.ssl.presets import preset as named_preset
 from cxrflow.ssl.probe import probe_auprc
 from cxrflow.ssl.train import pretrain
-from cxrflow.stages.contract import from_json, param
+from cxrflow.stages.contract import param, pick
 from cxrflow.tags import (
     ENCODER_MODEL,
     TAG_DATA_VERSION,
@@ -68,10 +69,12 @@ class Params:
         return named_preset(self.preset, seed=self.seed, **changes)
 
     @classmethod
-    def in_runs_dir(cls, runs_dir: Path, **values: Any) -> Params:
+    def in_runs_dir(
+        cls, runs_dir: Path, values: Mapping[str, Any] | None = None, /, **more: Any
+    ) -> Params:
         """The parameters with `out_dir` the run's folder under `runs_dir`: one folder per data
         version and settings, so that a retried step resumes from its checkpoints."""
-        params = from_json(cls, {"out_dir": ".", **values})  # typed and validated
+        params = pick(cls, {**(values or {}), **more}, out_dir=".")  # typed, validated
         init = str(params.init_from or "")
         return replace(
             params, out_dir=work_dir_for(Path(runs_dir), params.data_version, params.config(), init)

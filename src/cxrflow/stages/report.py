@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from cxrflow.report.model import build_report_model, load_lm, load_report_model
 from cxrflow.report.scoring import METRIC_PREFIXES, score_on_test_split
 from cxrflow.report.small_lm import small_lm_for_reports
 from cxrflow.report.train import TrainResult, train_report_model
-from cxrflow.stages.contract import from_json, param
+from cxrflow.stages.contract import param, pick
 from cxrflow.tags import REPORT_MODEL, TAG_DATA_VERSION, TAG_ENCODER_VERSION, TAG_PIPELINE_RUN
 from cxrflow.tracking import params_digest, stage_run
 
@@ -71,10 +72,12 @@ class Params:
         return ReportConfig.named(self.preset, **overrides)
 
     @classmethod
-    def in_runs_dir(cls, runs_dir: Path, **values: Any) -> Params:
+    def in_runs_dir(
+        cls, runs_dir: Path, values: Mapping[str, Any] | None = None, /, **more: Any
+    ) -> Params:
         """The parameters with `out_dir` the run's folder under `runs_dir` (data version,
         encoder version, preset)."""
-        params = from_json(cls, {"out_dir": ".", **values})  # typed and validated
+        params = pick(cls, {**(values or {}), **more}, out_dir=".")  # typed, validated
         name = (
             f"report-{params.data_version[:12]}-{params.encoder_version or 'local'}-{params.preset}"
         )

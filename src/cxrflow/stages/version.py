@@ -16,8 +16,8 @@ from cxrflow.versioning import DataVersion, commit_version
 class Params:
     """Version a dataset directory with DVC and push it to the remote."""
 
-    repo_root: Path = param(help="The DVC/git project that tracks the data directory.")
     data_dir: Path = param(help="Dataset directory (relative to repo_root, or absolute).")
+    repo_root: Path = param(Path("."), help="The DVC/git project that tracks the data directory.")
     dvc_remote: str = param("", help="DVC remote URL; empty: the project's default remote.")
     pipeline_run: str = param("", help="The pipeline run this stage belongs to.")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from cxrflow.cluster.config import ClusterConfigError
-from cxrflow.cluster.params import pipeline_name as compiled_name
-from cxrflow.cluster.params import type_params
-from cxrflow.cluster.schedule import RecurringRunSpec, load_recurring_run
+from cxrflow.orchestration.params import pipeline_name as compiled_name
+from cxrflow.orchestration.params import type_params
+from cxrflow.orchestration.schedule import RecurringRunSpec, load_recurring_run
 
 log = logging.getLogger(__name__)
 

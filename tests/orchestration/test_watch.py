@@ -8,9 +8,9 @@ import pytest
 from kfp import dsl
 
 from components.data_version import version_data
-from cxrflow.cluster.watch import Batch, LocalTrigger, watch, watch_once
 from cxrflow.keys import KEY_FILE_ENV_VAR
-from cxrflow.local_run import LocalSettings
+from cxrflow.orchestration.local import LocalSettings
+from cxrflow.orchestration.watch import Batch, LocalTrigger, watch, watch_once
 from cxrflow.phantom import GROUND_TRUTH_NAME, generate_phantom
 from cxrflow.versioning import dvc_file_for, read_version
 from pipelines.sharded_ingest import sharded_ingest_pipeline

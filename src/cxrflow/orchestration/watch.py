@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxrflow.cluster.submit import submit_run
 from cxrflow.ingest.shards import list_inbox, read_state
 from cxrflow.keys import SecretKey, load_key
+from cxrflow.orchestration.submit import submit_run
 
 log = logging.getLogger(__name__)
 
@@ -213,14 +213,14 @@ class RemoteTrigger:
 class LocalTrigger:
     """Run a pipeline with kfp.local for each batch (default: the training pipeline)."""
 
-    settings: Any  # cxrflow.local_run.LocalSettings
+    settings: Any  # cxrflow.orchestration.local.LocalSettings
     params: Mapping[str, Any]
     pipeline: Callable[..., Any] | None = None
     runs: list[str] = field(default_factory=list)
 
     def __call__(self, batch: Batch) -> str:
         """Run to completion (raises when a task fails); returns the local run's directory name."""
-        from cxrflow.local_run import run_pipeline_locally
+        from cxrflow.orchestration.local import run_pipeline_locally
 
         root = Path(self.settings.pipeline_root)
         before = set(os.listdir(root)) if root.is_dir() else set()
@@ -236,7 +236,7 @@ class LocalTrigger:
 
 
 def _init_local(settings: Any) -> None:
-    """kfp.local in this environment, as cxrflow.local_run sets it up for the training pipeline."""
+    """kfp.local in this environment, set up as `cxrflow.orchestration.local` does."""
     from kfp import local
 
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from cxrflow.cluster.config import ClusterConfigError
-from cxrflow.cluster.schedule import RecurringRunSpec, load_recurring_run
+from cxrflow.orchestration.schedule import RecurringRunSpec, load_recurring_run
 from tests.cluster.conftest import K8S, ROOT, render
 
 SPEC = K8S / "recurring-run.yaml"

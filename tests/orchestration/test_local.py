@@ -6,7 +6,7 @@ import mlflow
 import pytest
 
 from cxrflow.keys import KEY_FILE_ENV_VAR
-from cxrflow.local_run import LocalSettings, run_pipeline_locally
+from cxrflow.orchestration.local import LocalSettings, run_pipeline_locally
 from cxrflow.phantom import GROUND_TRUTH_NAME, generate_phantom
 from cxrflow.versioning import checkout_version, dvc_file_for, read_version, version_history
 from tests.factory import make_dataset, write

@@ -7,9 +7,9 @@ import socket
 import pytest
 
 from cxrflow.cluster.config import ClusterConfigError
-from cxrflow.cluster.params import parse_params
-from cxrflow.cluster.schedule import load_recurring_run
-from cxrflow.cluster.submit import (
+from cxrflow.orchestration.params import parse_params
+from cxrflow.orchestration.schedule import load_recurring_run
+from cxrflow.orchestration.submit import (
     KfpApiError,
     read_token,
     schedule_request,
