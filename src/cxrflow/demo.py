@@ -150,11 +150,11 @@ def collect_summary(config: DemoConfig, settings: LocalSettings) -> dict[str, ob
 
 def print_split_table(data_dir: Path, console: Console) -> None:
     """Subjects, images and label prevalence per split."""
+    from cxrflow.dataset import Dataset
     from cxrflow.findings import FINDINGS
-    from cxrflow.manifest import MANIFEST_FILE, read_manifest
     from cxrflow.split.report import split_report
 
-    report = split_report(read_manifest(data_dir / MANIFEST_FILE))
+    report = split_report(Dataset(data_dir).manifest())
     table = Table(title="split by subject (prevalence = positives / annotated images)")
     table.add_column("")
     for split in report.index:

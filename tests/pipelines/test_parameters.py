@@ -154,3 +154,17 @@ def test_cli_options_say_what_the_stage_declares(command):
     for option in click_command.params:
         if option.name in helps:
             assert option.help == helps[option.name], f"cxrflow {command} --{option.name}"
+
+
+def test_sharded_ingest_pipeline_parameters_are_the_ingest_stages():
+    from pipelines.sharded_ingest import sharded_ingest_pipeline
+
+    fields = {f.name: f for f in dataclasses.fields(ingest_stage.Params)}
+    own = {"n_shards", "work_dir", "keep_shards"}
+    signature = inspect.signature(sharded_ingest_pipeline.pipeline_func)
+    for name, p in signature.parameters.items():
+        if name in own:
+            continue
+        assert name in fields, f"sharded_ingest_pipeline.{name} is not an ingest parameter"
+        if fields[name].default is not dataclasses.MISSING:
+            assert p.default == _kfp_default(fields[name].default), name

@@ -1,4 +1,8 @@
-"""Kubernetes objects for distributed training and their status: plain dicts, no KFP needed."""
+"""Multi-node training jobs: the per-node entry, the Kubernetes objects, the launcher.
+
+No KFP here: the pipeline's steps call `cxrflow.cluster.dispatch.run_stage`, which runs a stage
+in the step's pod or as a TrainJob/PyTorchJob whose every node runs `cxrflow.cluster.entry`.
+"""
 
 from cxrflow.cluster.config import (
     ClusterConfigError,

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from cxrflow.dataset import Dataset as DatasetDir  # torch's Dataset is used here too
 from cxrflow.findings import MASK_STRUCTURES
 from cxrflow.heads.config import FitMode, HeadsConfigError
-from cxrflow.manifest import MANIFEST_FILE, read_manifest
 from cxrflow.models import EncoderPreprocessing
 
 SPLIT_COLUMN = "split"
@@ -36,10 +36,11 @@ class EmptySplitError(HeadsConfigError):
 
 def load_manifest(data_dir: Path) -> pd.DataFrame:
     """The dataset's manifest, checked to carry the split column."""
-    df = read_manifest(Path(data_dir) / MANIFEST_FILE)
+    dataset = DatasetDir(data_dir)
+    df = dataset.manifest()
     if SPLIT_COLUMN not in df.columns:
         raise HeadsConfigError(
-            f"{data_dir / MANIFEST_FILE} has no '{SPLIT_COLUMN}' column: run the split stage first"
+            f"{dataset.manifest_path} has no '{SPLIT_COLUMN}' column: run the split stage first"
         )
     return df
 

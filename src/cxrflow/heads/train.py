@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from cxrflow.dataset import Dataset
 from cxrflow.heads.augment import classification_augment, segmentation_augment
 from cxrflow.heads.classification import (
     ClassificationResult,
@@ -49,7 +50,6 @@ from cxrflow.heads.segmentation import (
     map_batches,
     train_decoder,
 )
-from cxrflow.manifest import MANIFEST_FILE
 from cxrflow.models import DinoViT, EncoderPreprocessing, load_encoder
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def data_digest(data_dir: Path, data_version: str) -> str:
     """The data version when given (DVC md5), else a digest of the manifest file."""
     if data_version:
         return hashlib.sha256(data_version.encode()).hexdigest()
-    return file_digest([Path(data_dir) / MANIFEST_FILE])
+    return file_digest([Dataset(data_dir).manifest_path])
 
 
 def train_heads(

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 from transformers import PreTrainedTokenizerBase
 
-from cxrflow.manifest import MANIFEST_FILE, read_manifest
+from cxrflow.dataset import Dataset as DatasetDir  # torch's Dataset is used here too
 from cxrflow.models.preprocessing import EncoderPreprocessing
 from cxrflow.report.tokenizer import IMAGE_TOKEN
 from cxrflow.ssl.augment import to_gray_float
@@ -140,7 +140,7 @@ class ReportRows:
 
 def read_report_rows(data_dir: Path, split: str, limit: int = 0) -> ReportRows:
     """Frontal images of `split` with a non-empty Findings text (as the paper's MIMIC setup)."""
-    manifest = read_manifest(Path(data_dir) / MANIFEST_FILE)
+    manifest = DatasetDir(data_dir).manifest()
     if "split" not in manifest.columns:
         raise ValueError(f"{data_dir}: the manifest has no split column; run the split stage")
     rows = manifest[manifest["split"] == split]

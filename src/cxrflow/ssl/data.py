@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from cxrflow.manifest import MANIFEST_FILE, read_manifest
+from cxrflow.dataset import Dataset as DatasetDir  # torch's Dataset is used here too
 from cxrflow.ssl.augment import MultiCropAugmentation, to_gray_float
 
 
@@ -41,11 +41,10 @@ def load_image(path: Path) -> torch.Tensor:
 
 def train_images(data_dir: Path, split: str = "train", views: tuple[str, ...] = ()) -> pd.DataFrame:
     """The manifest rows pre-training may read: only the given split (and views)."""
-    manifest = read_manifest(data_dir / MANIFEST_FILE)
+    dataset = DatasetDir(data_dir)
+    manifest = dataset.manifest()
     if "split" not in manifest.columns:
-        raise PretrainDataError(
-            f"{data_dir / MANIFEST_FILE} has no split column: run the split stage"
-        )
+        raise PretrainDataError(f"{dataset.manifest_path} has no split column: run the split stage")
     rows = manifest[manifest["split"] == split]
     if views:
         rows = rows[rows["view"].isin(views)]

@@ -18,7 +18,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import StandardScaler
 
-from cxrflow.manifest import LABEL_COLUMNS, MANIFEST_FILE, read_manifest
+from cxrflow.dataset import Dataset
+from cxrflow.manifest import LABEL_COLUMNS
 from cxrflow.models.vit import DinoViT
 from cxrflow.ssl.data import load_image
 
@@ -55,7 +56,7 @@ def probe_auprc(
     """
     from sklearn.model_selection import GroupKFold
 
-    manifest = read_manifest(data_dir / MANIFEST_FILE)
+    manifest = Dataset(data_dir).manifest()
     x = encode(model, [data_dir / p for p in manifest["image_path"]], image_size, mean, std)
     groups = manifest["subject_id"].to_numpy()
     scores: dict[str, float] = {}
