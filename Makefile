@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format pipeline clean-demo browser
+.PHONY: install demo test lint format pipeline clean-demo browser ocr
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## The whole pipeline on generated DICOMs, locally (kfp.local + MLflow on SQLite + DVC).
-demo: $(STAMP)
+demo: $(STAMP) ocr
 	$(VENV)/bin/cxrflow demo
 
 ## Debian's Chromium for the MLflow UI browser test (installed once, as root).
@@ -29,8 +29,15 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: run 'sudo apt-get install chromium' for the browser test"; fi; }
 
+## Debian's Tesseract for the burned-in text check of the ingestion (installed once, as root).
+ocr:
+	@command -v tesseract >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null; \
+	  else echo "tesseract missing: run 'sudo apt-get install tesseract-ocr' for the burned-in text check"; fi; }
+
 ## The test suite.
-test: $(STAMP) browser
+test: $(STAMP) browser ocr
 	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -125,6 +125,36 @@ def main() -> None:
         print(f"ingest cost / floor cost, {workers} worker(s): {ratio:.2f}x (target <= 1.3x)")
     speedup = results[("ingest", 2)]["files_per_s"] / results[("ingest", 1)]["files_per_s"]
     print(f"ingest speed-up 2 workers vs 1: {speedup:.2f}x (target >= 1.7x)")
+    _bench_burned_in(files, args.out_side)
+
+
+def _bench_burned_in(files: list[str], out_side: int) -> None:
+    """The OCR step alone (cxrflow.ingest.burned_in) on the bench's images, as ingest sees them."""
+    import pydicom
+
+    from cxrflow.ingest.burned_in import BurnedInTextCheck, applies, engine, suspect_burned_in_text
+    from cxrflow.ingest.pixels import display_image, resize_longest
+
+    check = BurnedInTextCheck()
+    ocr = engine(check)
+    if ocr is None:
+        print("burned-in text check: skipped, tesseract is not installed (make ocr)")
+        return
+    seconds, in_scope, flagged = [], 0, 0
+    for f in files:
+        ds = pydicom.dcmread(f)
+        img = resize_longest(display_image(ds), out_side)
+        in_scope += applies(ds, check)
+        verdict = suspect_burned_in_text(img, check)
+        seconds.append(verdict.seconds)
+        flagged += verdict.suspected
+    ms = 1000 * sum(seconds) / len(seconds)
+    print(
+        f"burned-in text check ({ocr.name}, 1 worker): {ms:.0f} ms/image OCR'd, "
+        f"max {1000 * max(seconds):.0f} ms; {in_scope}/{len(files)} images in the default scope "
+        f"(portable/unknown-source CR/DX, US, SC): {ms * in_scope / len(files):.0f} ms/image "
+        f"on average; {flagged} flagged (phantom images carry no text)"
+    )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,12 @@ DEID_KEY_FILE_KEY = "deid-key-file"
 DATA_MOUNT = "/data"
 CHECKPOINT_MOUNT = "/checkpoints"
 SHM_VOLUME = "dshm"
+# Ingestion pods (single-pod ingest, shards, merge): a request the scheduler can plan with and
+# a limit that bounds a bad file's damage. The per-file ResourceLimits keep one file far below
+# it (cxrflow.ingest.limits); the limit catches what slips through (the pod is killed instead
+# of starving its node).
+INGEST_MEMORY_REQUEST = "2Gi"
+INGEST_MEMORY_LIMIT = "4Gi"
 
 
 def _mounted(task: PipelineTask, mount_path: str) -> bool:
@@ -77,6 +83,15 @@ def apply_launcher_settings(task: PipelineTask, *, checkpoint_pvc: str | None) -
     the job with the run's ServiceAccount: run the pipeline as `cxrflow-launcher`.)"""
     _mount_pvc(task, checkpoint_pvc, CHECKPOINT_MOUNT)
     return task
+
+
+def apply_ingest_resources(
+    task: PipelineTask,
+    memory_request: str = INGEST_MEMORY_REQUEST,
+    memory_limit: str = INGEST_MEMORY_LIMIT,
+) -> PipelineTask:
+    """Memory request and limit of an ingestion task (ingest, ingest shard, merge shards)."""
+    return task.set_memory_request(memory_request).set_memory_limit(memory_limit)
 
 
 def apply_common_settings(

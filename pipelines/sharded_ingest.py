@@ -5,7 +5,7 @@ from pathlib import Path
 from kfp import compiler, dsl
 
 from components.shard import ingest_shard, merge_ingest_shards, plan_ingest_shards
-from pipelines.kubernetes import apply_common_settings
+from pipelines.kubernetes import apply_common_settings, apply_ingest_resources
 
 PIPELINE_NAME = "cxrflow-sharded-ingest"
 COMPILED = Path(__file__).with_name("sharded_ingest.yaml")
@@ -65,6 +65,7 @@ def sharded_ingest_pipeline(
         apply_common_settings(one, deid_key=True)
         one.set_caching_options(False)
         one.set_display_name("ingest shard")
+        apply_ingest_resources(one)
     merge = merge_ingest_shards(
         shard_dirs=dsl.Collected(one.output),
         data_dir=data_dir,
@@ -74,6 +75,7 @@ def sharded_ingest_pipeline(
     apply_common_settings(merge)  # the merge needs no key: shards carry file keys only
     merge.set_caching_options(False)
     merge.set_display_name("merge shards")
+    apply_ingest_resources(merge)
     return merge.outputs["dataset"]
 
 

@@ -24,6 +24,7 @@ from cxrflow.stages.publish import DEFAULT_GATE
 from pipelines.kubernetes import (
     apply_common_settings,
     apply_gpu_settings,
+    apply_ingest_resources,
     apply_launcher_settings,
 )
 from pipelines.parameters import docstring
@@ -120,6 +121,7 @@ def _training_pipeline(
     # The inbox changes under the same parameters: never serve ingestion from the cache.
     ingest_task.set_caching_options(False)
     ingest_task.set_display_name("ingest + de-identify")
+    apply_ingest_resources(ingest_task)
 
     split_task = split(
         dataset=ingest_task.outputs["dataset"],

@@ -19,12 +19,13 @@ def test_ingest_without_a_key_is_refused_with_a_clear_message(tmp_path, monkeypa
 
 
 def test_short_key_and_bad_parameters_are_refused(tmp_path):
+    (tmp_path / "in").mkdir()
     short = tmp_path / "short.key"
     short.write_bytes(b"too short\n")
     args = [
         "ingest",
         "--input",
-        str(tmp_path),
+        str(tmp_path / "in"),
         "--output",
         str(tmp_path / "o"),
         "--key-file",
@@ -33,7 +34,7 @@ def test_short_key_and_bad_parameters_are_refused(tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code != 0 and "at least 32 bytes" in result.output
     good = tmp_path / "good.key"
-    good.write_bytes(b"x" * 32 + b"\n")
+    good.write_bytes(bytes(range(65, 97)) + b"\n")
     args[-1] = str(good)
     result = runner.invoke(app, [*args, "--png-bits", "12"])
     assert result.exit_code != 0 and "--png-bits" in result.output
@@ -41,7 +42,7 @@ def test_short_key_and_bad_parameters_are_refused(tmp_path):
 
 def test_ingest_and_locate_round_trip(tmp_path):
     key = tmp_path / "k"
-    key.write_bytes(b"y" * 40)
+    key.write_bytes(bytes(range(65, 105)))
     write(make_dataset(), tmp_path / "in" / "deep" / "IM1")
     (tmp_path / "in" / "bad").write_bytes(b"nope")
     out = tmp_path / "out"

@@ -80,13 +80,22 @@ def ingest(
     locate: Annotated[
         list[str] | None, typer.Option(help="Print the input path of these file keys and exit.")
     ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            help="When another ingestion holds the output directory: seconds to wait for it "
+            "(0: fail at once with exit code 75, negative: wait for ever)."
+        ),
+    ] = 0,
 ) -> None:
     """De-identify and normalise the DICOM images of an inbox into a dataset directory."""
     from cxrflow.ingest import IngestConfig, locate_files, run_ingest
-    from cxrflow.keys import KeyError_, load_key
+    from cxrflow.ingest.commit import IngestLockedError
+    from cxrflow.keys import KeyError_, check_key_location, load_key, repository_root
 
     try:
         key = load_key(key_file)
+        check_key_location(key_file, input, output, repository=repository_root())
     except KeyError_ as exc:
         raise typer.BadParameter(str(exc), param_hint="--key-file") from exc
     if locate:
@@ -104,7 +113,11 @@ def ingest(
         write_dicom=write_dicom,
         workers=workers,
     )
-    result = run_ingest(config, key)
+    try:
+        result = run_ingest(config, key, lock_timeout_s=wait)
+    except IngestLockedError as exc:
+        typer.echo(f"ingest: {exc}", err=True)
+        raise typer.Exit(75) from None  # EX_TEMPFAIL: try again later
     console.print_json(json.dumps(result.to_dict()))
 
 

@@ -8,13 +8,26 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
+import stat
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 KEY_ENV_VAR = "CXRFLOW_DEID_KEY"
 KEY_FILE_ENV_VAR = "CXRFLOW_DEID_KEY_FILE"
 MIN_KEY_BYTES = 32
+STRICT_PERMISSIONS_ENV_VAR = "CXRFLOW_STRICT_KEY_PERMISSIONS"
+# Strength rule (`check_key_strength`): estimated entropy = length x the empirical Shannon
+# entropy of the key's byte histogram. A random 32-byte key scores about 150 bits, a random
+# 64-character hex key (what `create_key_file` writes) about 240; 32 zero bytes score 0.
+MIN_KEY_BITS = 128.0
+MIN_BITS_PER_BYTE = 3.0
+# The repository's own state folder (git-ignored, never versioned by DVC): `make demo` keeps
+# its key there, so it is the one place inside a repository where a key file is accepted.
+STATE_DIR = ".cxrflow"
 
 
 class KeyError_(ValueError):
@@ -66,18 +79,132 @@ def key_from_bytes(raw: bytes) -> SecretKey:
     return SecretKey(raw)
 
 
-def load_key(key_file: Path | None = None) -> SecretKey:
-    """Load the key from `key_file`, else $CXRFLOW_DEID_KEY_FILE, else $CXRFLOW_DEID_KEY."""
+def _shannon_bits_per_byte(raw: bytes) -> float:
+    n = len(raw)
+    return -sum(c / n * math.log2(c / n) for c in Counter(raw).values()) if n else 0.0
+
+
+def _period(raw: bytes) -> int:
+    """The length of the shortest block whose repetition is `raw` (len(raw) if none)."""
+    n = len(raw)
+    for p in range(1, n // 2 + 1):
+        if n % p == 0 and raw[:p] * (n // p) == raw:
+            return p
+    return n
+
+
+def check_key_strength(raw: bytes, source: str = "the key") -> None:
+    """Refuse a trivially weak key; messages name the rule and `source`, never the bytes.
+
+    Rules: (1) not one block repeated (`00...`, `abab...`, `0123456789abcdef` twice);
+    (2) at least MIN_BITS_PER_BYTE bits per byte of empirical Shannon entropy; (3) at least
+    MIN_KEY_BITS bits in all (length x bits per byte). Random keys of 32 bytes and more, raw,
+    hex or base64, always pass (tests/test_keys.py checks thousands).
+    """
+    if _period(raw) < len(raw):
+        raise KeyError_(
+            f"{source} is weak (rule: a short block repeated); make one with "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+        )
+    per_byte = _shannon_bits_per_byte(raw)
+    if per_byte < MIN_BITS_PER_BYTE or per_byte * len(raw) < MIN_KEY_BITS:
+        raise KeyError_(
+            f"{source} is weak (rule: at least {MIN_BITS_PER_BYTE:g} bits/byte and "
+            f"{MIN_KEY_BITS:g} bits of estimated entropy); make one with "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+        )
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def repository_root(start: Path | None = None) -> Path | None:
+    """The enclosing git working tree of `start` (default: the current directory), if any."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / ".git").exists():
+            return d
+    return None
+
+
+def check_key_location(
+    key_file: Path | None, *forbidden_roots: Path | None, repository: Path | None = None
+) -> None:
+    """Refuse a key file inside an input, output (data) or repository tree.
+
+    A key inside the inbox is ingested or copied with it; inside the data directory it is
+    versioned and pushed by the DVC step; inside a repository it can be committed. The one
+    exception is the repository's git-ignored state folder `<repository>/.cxrflow/` (where
+    `make demo` creates its key). Paths are compared after resolving links. Nothing to check
+    when the key comes from $CXRFLOW_DEID_KEY (no file).
+    """
+    if key_file is None:
+        if not os.environ.get(KEY_FILE_ENV_VAR):
+            return
+        key_file = Path(os.environ[KEY_FILE_ENV_VAR])
+    path = Path(key_file).expanduser().resolve()
+    for root in forbidden_roots:
+        if root is not None and _is_within(path, Path(root).expanduser().resolve()):
+            raise KeyError_(
+                f"key file {key_file} lies inside {root} (rule: never inside the input or "
+                "data directory, which are copied, versioned and pushed); move it elsewhere"
+            )
+    if repository is not None:
+        repo = Path(repository).resolve()
+        if _is_within(path, repo) and not _is_within(path, repo / STATE_DIR):
+            raise KeyError_(
+                f"key file {key_file} lies inside the repository {repository} (rule: only "
+                f"its git-ignored {STATE_DIR}/ folder may hold a key); move it elsewhere"
+            )
+
+
+def check_key_permissions(path: Path, strict: bool | None = None) -> None:
+    """Warn when a key file is readable by its group or others; refuse when strict.
+
+    `strict` None reads $CXRFLOW_STRICT_KEY_PERMISSIONS (`1`: strict). POSIX only.
+    """
+    if os.name != "posix":
+        return
+    mode = path.stat().st_mode
+    if not mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+        return
+    if strict is None:
+        strict = os.environ.get(STRICT_PERMISSIONS_ENV_VAR, "") == "1"
+    message = (
+        f"key file {path} is readable or writable by group or others (mode "
+        f"{stat.S_IMODE(mode):o}; rule: owner only, `chmod 600 {path}`)"
+    )
+    if strict:
+        raise KeyError_(message)
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def load_key(key_file: Path | None = None, *, strict_permissions: bool | None = None) -> SecretKey:
+    """Load the key from `key_file`, else $CXRFLOW_DEID_KEY_FILE, else $CXRFLOW_DEID_KEY.
+
+    A weak key is refused (`check_key_strength`); a file readable by others is warned about,
+    or refused when strict (`check_key_permissions`).
+    """
     path = key_file or (
         Path(os.environ[KEY_FILE_ENV_VAR]) if os.environ.get(KEY_FILE_ENV_VAR) else None
     )
     if path is not None:
         if not path.is_file():
             raise KeyError_(f"key file not found: {path}")
-        return key_from_bytes(path.read_bytes())
+        check_key_permissions(path, strict_permissions)
+        key = key_from_bytes(path.read_bytes())
+        check_key_strength(key.value, f"key file {path}")
+        return key
     env = os.environ.get(KEY_ENV_VAR)
     if env:
-        return key_from_bytes(env.encode("utf-8"))
+        key = key_from_bytes(env.encode("utf-8"))
+        check_key_strength(key.value, f"${KEY_ENV_VAR}")
+        return key
     raise KeyError_(
         "no de-identification key: pass --key-file FILE (a file holding at least "
         f"{MIN_KEY_BYTES} secret bytes) or set {KEY_FILE_ENV_VAR} or {KEY_ENV_VAR}"

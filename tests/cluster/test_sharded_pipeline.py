@@ -1,5 +1,6 @@
 """The sharded ingestion pipeline run with kfp.local yields the single-pod dataset."""
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from tests.cluster.test_shards import assert_same_dataset
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     key = tmp_path / "deid.key"
-    key.write_bytes(b"p" * 48 + b"\n")
+    key.write_bytes(hashlib.sha256(b"sharded key").hexdigest().encode() + b"\n")
     monkeypatch.setenv(KEY_FILE_ENV_VAR, str(key))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")

@@ -1,5 +1,6 @@
 """The pipeline function run end to end with kfp.local, MLflow on SQLite and DVC."""
 
+import hashlib
 import subprocess
 
 import mlflow
@@ -18,7 +19,7 @@ def project(tmp_path, monkeypatch):
     root.mkdir()
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     key = tmp_path / "secret.key"
-    key.write_bytes(b"k" * 40 + b"\n")
+    key.write_bytes(hashlib.sha256(b"local-run key").hexdigest().encode() + b"\n")
     monkeypatch.setenv(KEY_FILE_ENV_VAR, str(key))
     monkeypatch.setenv("PATH", __import__("os").environ["PATH"])
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -1,5 +1,6 @@
 """The new-image watcher: one run per new batch, none when nothing is new."""
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ def ingest_and_version(
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     key = tmp_path / "deid.key"
-    key.write_bytes(b"w" * 48 + b"\n")
+    key.write_bytes(hashlib.sha256(b"watch key").hexdigest().encode() + b"\n")
     monkeypatch.setenv(KEY_FILE_ENV_VAR, str(key))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -112,3 +112,23 @@ def test_pretraining_is_in_pod_on_one_node_and_an_uncached_launcher_on_more():
         for p in selectors.values()
     }
     assert producers == {(in_pod_dag.removeprefix("comp-"), launcher_dag.removeprefix("comp-"))}
+
+
+def test_ingestion_tasks_have_a_memory_request_and_limit(tmp_path):
+    from pipelines import sharded_ingest
+
+    spec = next(yaml.safe_load_all(COMPILED.read_text()))
+    sharded_path = sharded_ingest.compile_pipeline(tmp_path / "sharded.yaml")
+    sharded = next(yaml.safe_load_all(sharded_path.read_text()))
+    for executors, names in (
+        (spec["deploymentSpec"]["executors"], ["exec-ingest"]),
+        (sharded["deploymentSpec"]["executors"], ["exec-ingest-shard", "exec-merge-ingest-shards"]),
+    ):
+        for name in names:
+            resources = executors[name]["container"]["resources"]
+            assert resources["resourceMemoryRequest"] == "2Gi", name
+            assert resources["resourceMemoryLimit"] == "4Gi", name
+    others = set(spec["deploymentSpec"]["executors"]) - {"exec-ingest"}
+    for name in others:  # the other stages keep their own settings
+        resources = spec["deploymentSpec"]["executors"][name]["container"].get("resources", {})
+        assert resources.get("resourceMemoryLimit") != "4Gi", name

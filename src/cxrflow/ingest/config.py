@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cxrflow.ingest.burned_in import BurnedInTextCheck
+from cxrflow.ingest.limits import ResourceLimits
+
 
 @dataclass(frozen=True)
 class ScopeRules:
@@ -40,6 +43,8 @@ class IngestConfig:
     write_dicom: bool = False
     workers: int = 1
     rules: ScopeRules = field(default_factory=ScopeRules)
+    burned_in_text: BurnedInTextCheck = field(default_factory=BurnedInTextCheck)
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
     show_progress: bool = True
 
     def __post_init__(self) -> None:

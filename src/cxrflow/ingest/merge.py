@@ -3,7 +3,8 @@
 The merge rebuilds each processed file's outcome from the shard that processed it and commits
 them with the same `commit_outcomes` as `run_ingest` (cxrflow.ingest.commit), under the run id
 of the processed file keys in inbox order, so that the merged dataset is byte-identical to the
-one a single pod writes from the same inbox.
+one a single pod writes from the same inbox. Like a run, the merge holds the dataset's lock and
+first rolls forward a commit a killed run or merge left behind (cxrflow.ingest.commit).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from cxrflow.ingest.commit import (
     STATE_FILE,
     STATE_SCHEMA,
     commit_outcomes,
+    dataset_lock,
     read_table,
+    recover,
     run_id_for,
 )
 from cxrflow.ingest.shards import SHARD_OUTPUT, SHARD_RECORD, ShardRecord
@@ -68,8 +71,8 @@ def _plain(value: Any) -> Any:
     return None if value is None or (not isinstance(value, list) and pd.isna(value)) else value
 
 
-def _place(src: Path, final: Path, tag: str) -> None:
-    """Put `src` at `final` atomically (hard link when possible, else copy)."""
+def _place(src: Path, final: Path, tag: str) -> tuple[str, str]:
+    """Stage `src` beside `final` (hard link when possible, else a copy, fsync'd)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f"{final.name}.{tag}.part")
     tmp.unlink(missing_ok=True)
@@ -77,7 +80,9 @@ def _place(src: Path, final: Path, tag: str) -> None:
         os.link(src, tmp)
     except OSError:
         shutil.copyfile(src, tmp)
-    os.replace(tmp, final)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+    return str(tmp), str(final)
 
 
 def _outputs_of(row: dict[str, Any]) -> list[str]:
@@ -89,10 +94,9 @@ def _outputs_of(row: dict[str, Any]) -> list[str]:
     return rels
 
 
-def _place_outputs(outcome: Outcome) -> None:
-    """Link or copy a written file's outputs from its shard into the dataset."""
-    for src, final in outcome.staged:
-        _place(Path(src), Path(final), outcome.file_key)
+def _place_outputs(outcome: Outcome) -> list[tuple[str, str]]:
+    """Stage a written file's outputs from its shard in the dataset; the commit renames them."""
+    return [_place(Path(src), Path(final), outcome.file_key) for src, final in outcome.staged]
 
 
 def _leave_outputs(outcome: Outcome) -> None:
@@ -109,11 +113,23 @@ def _run_settings(shard_dirs: Sequence[Path]) -> dict[str, Any]:
     return {}
 
 
-def merge_shards(shard_dirs: Sequence[Path], output_dir: Path) -> IngestResult:
-    """Merge the shards' ingest outputs into the dataset `output_dir` (created when missing)."""
+def merge_shards(
+    shard_dirs: Sequence[Path], output_dir: Path, *, lock_timeout_s: float = 0
+) -> IngestResult:
+    """Merge the shards' ingest outputs into the dataset `output_dir` (created when missing).
+
+    Holds the dataset's lock like `run_ingest` (`lock_timeout_s`: 0 fail at once, > 0 wait up
+    to that long, < 0 wait for ever; IngestLockedError when not acquired).
+    """
     records = _records(shard_dirs)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with dataset_lock(out, lock_timeout_s):
+        recover(out)
+        return _merge(shard_dirs, records, out)
+
+
+def _merge(shard_dirs: Sequence[Path], records: list[ShardRecord], out: Path) -> IngestResult:
     ranks = {fk: rank for r in records for fk, rank in r.ranks.items()}
     run_id = run_id_for(sorted(ranks, key=lambda fk: (ranks[fk], fk)))
 

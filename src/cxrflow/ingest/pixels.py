@@ -20,7 +20,21 @@ from pydicom.pixels import apply_modality_lut, apply_voi
 
 
 class PixelError(ValueError):
-    """The pixel data cannot be turned into a display image (reason in the message)."""
+    """The pixel data cannot be turned into a display image.
+
+    The message names attributes and rules only, never a header value: it becomes a
+    quarantine reason.
+    """
+
+
+class DegeneratePixels(PixelError):
+    """The LUT chain is degenerate (non-finite parameters, a forbidden window, or an output
+    without contrast): writing the image would give a blank or meaningless picture."""
+
+
+# An output whose range is below one 8-bit grey level shows nothing (all black, all white).
+MIN_OUTPUT_RANGE = 1.0 / 255.0
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _first(value: object) -> float:
@@ -33,23 +47,27 @@ def window(values: np.ndarray, center: float, width: float, function: str = "LIN
     """Apply a VOI window (PS3.3 C.11.2.1.2) and return float32 values in [0, 1]."""
     # float32 holds every stored value exactly (< 2**24) and halves the memory traffic of
     # full-resolution radiographs; the operations below work in place for the same reason.
-    x = values.astype(np.float32)
+    if not (np.isfinite(center) and np.isfinite(width)):
+        raise DegeneratePixels("non-finite VOI LUT parameters (WindowCenter/WindowWidth)")
     function = function.strip().upper() or "LINEAR"
     if function == "SIGMOID":
         if width <= 0:
-            raise PixelError(f"WindowWidth must be > 0 for SIGMOID (got {width})")
+            raise DegeneratePixels("WindowWidth must be > 0 for VOILUTFunction SIGMOID")
+        x = values.astype(np.float32)
         return (1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))).astype(np.float32)
     if function == "LINEAR_EXACT":
         if width <= 0:
-            raise PixelError(f"WindowWidth must be > 0 for LINEAR_EXACT (got {width})")
+            raise DegeneratePixels("WindowWidth must be > 0 for VOILUTFunction LINEAR_EXACT")
+        x = values.astype(np.float32)
         x -= center
         x *= 1.0 / width
         x += 0.5
         return np.clip(x, 0.0, 1.0, out=x)
     if function != "LINEAR":
-        raise PixelError(f"unsupported VOILUTFunction {function!r}")
+        raise PixelError("VOILUTFunction is not LINEAR, LINEAR_EXACT or SIGMOID")
     if width < 1:
-        raise PixelError(f"WindowWidth must be >= 1 for LINEAR (got {width})")
+        raise DegeneratePixels("WindowWidth must be >= 1 for VOILUTFunction LINEAR")
+    x = values.astype(np.float32)
     if width == 1:
         return (x > center - 0.5).astype(np.float32)
     x -= center - 0.5
@@ -62,13 +80,12 @@ def display_image(ds: Dataset, arr: np.ndarray | None = None) -> np.ndarray:
     """The image as a person would see it on a calibrated display: float32 in [0, 1]."""
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise PixelError(
-            f"not a monochrome image (PhotometricInterpretation {photometric or 'absent'})"
-        )
+        raise PixelError("not a monochrome image (PhotometricInterpretation)")
     if arr is None:
         arr = ds.pixel_array
     if arr.ndim != 2:
-        raise PixelError(f"expected one 2-D frame, got pixel array of shape {arr.shape}")
+        raise PixelError("expected one 2-D frame (pixel array dimensions)")
+    _check_modality_parameters(ds)
     rescaled = apply_modality_lut(arr, ds)
 
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
@@ -97,6 +114,45 @@ def display_image(ds: Dataset, arr: np.ndarray | None = None) -> np.ndarray:
     if photometric == "MONOCHROME1":
         np.subtract(1.0, img, out=img)
     return img
+
+
+def _check_modality_parameters(ds: Dataset) -> None:
+    """Refuse Rescale Slope/Intercept that are not finite numbers (PS3.3 C.11.1.1.2)."""
+    if "ModalityLUTSequence" in ds:
+        return  # pydicom uses the sequence then; its entries are integers
+    numbers = {}
+    for keyword, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        value = ds.get(keyword)
+        if value is None or value == "":
+            numbers[keyword] = default
+            continue
+        try:
+            numbers[keyword] = _first(value)
+        except (TypeError, ValueError, IndexError) as exc:
+            raise DegeneratePixels(f"{keyword} is not a number (Modality LUT)") from exc
+        if not np.isfinite(numbers[keyword]):
+            raise DegeneratePixels("non-finite Modality LUT parameters (RescaleSlope/Intercept)")
+    # The largest rescaled value must stay a finite float32 (the window works in float32).
+    bits = int(ds.get("BitsStored", 16) or 16)
+    bound = abs(numbers["RescaleSlope"]) * 2.0**bits + abs(numbers["RescaleIntercept"])
+    if not bound < _FLOAT32_MAX:
+        raise DegeneratePixels(
+            "Modality LUT output out of the float range (RescaleSlope/Intercept)"
+        )
+
+
+def check_display(img: np.ndarray) -> None:
+    """Refuse a display image that is not finite or shows nothing (constant, all black).
+
+    Run on the image as written (after resizing: a cheap pass over at most max_side^2 values).
+    """
+    lo, hi = float(img.min()), float(img.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise DegeneratePixels("non-finite output after the LUT chain")
+    if hi - lo < MIN_OUTPUT_RANGE:
+        raise DegeneratePixels(
+            "constant output after the LUT chain (range below one 8-bit grey level)"
+        )
 
 
 def resize_longest(img: np.ndarray, max_side: int) -> np.ndarray:

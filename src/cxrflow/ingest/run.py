@@ -10,6 +10,13 @@ Output directory layout:
     ingest_state.parquet             which input files were already processed (keyed digests)
     runs/<run id>.json               counts and settings of each run that changed the dataset
 
+Every entry of the inbox is counted: a symbolic link, FIFO, socket or device is quarantined
+unopened (`not_a_regular_file`), a file that cannot be read (vanished since the listing,
+permission denied, I/O error) is quarantined as `vanished` or `unreadable` (retried by the next
+run) and the run goes on. One writer at a time: a run holds the output directory's lock
+(`lock_timeout_s`), rolls forward a commit a killed run left behind, and commits atomically
+(cxrflow.ingest.commit).
+
 Files are named by keyed pseudonyms only. Input files are identified by a keyed hash of their
 relative path (`file_key`), so an operator holding the key can find a quarantined file again
 (`cxrflow ingest --locate`), and nobody else can learn a path from the outputs.
@@ -17,9 +24,9 @@ relative path (`file_key`), so an operator holding the key can find a quarantine
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing as mp
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,11 +41,18 @@ from cxrflow.ingest.commit import (
     STATE_FILE,
     STATE_SCHEMA,
     commit_outcomes,
+    dataset_lock,
     read_table,
+    recover,
     run_id_for,
 )
 from cxrflow.ingest.config import IngestConfig, IngestResult
-from cxrflow.ingest.discover import list_files
+from cxrflow.ingest.discover import (
+    NOT_REGULAR_CLASS,
+    NOT_REGULAR_REASON,
+    is_regular_file,
+    list_files,
+)
 from cxrflow.ingest.worker import FileProcessor, Outcome, Task
 from cxrflow.keys import SecretKey
 from cxrflow.manifest import MANIFEST_FILE
@@ -53,6 +67,41 @@ def file_key(key: SecretKey, input_dir: Path, path: Path) -> str:
     return key.pseudonym("file", path.relative_to(input_dir).as_posix(), length=24)
 
 
+def content_digest(key: SecretKey, path: Path) -> str | None:
+    """The keyed digest a dataset's state holds for an input; None when it cannot be read.
+
+    An entry that is not a regular file is never opened: it has one fixed digest, so that it is
+    quarantined once and then skipped like any other known file.
+    """
+    if not is_regular_file(path):
+        return key.digest("content", b"cxrflow:not-a-regular-file").hex()
+    try:
+        return key.digest("content", path.read_bytes()).hex()
+    except OSError:
+        return None
+
+
+def unreadable_outcome(fk: str, exc: OSError) -> Outcome:
+    """The quarantine outcome of an input that cannot be read; never the path or the message."""
+    if isinstance(exc, FileNotFoundError | NotADirectoryError):
+        cls, reason = "vanished", "input file vanished between listing and reading"
+    elif isinstance(exc, PermissionError):
+        cls, reason = "unreadable", "input file cannot be read: permission denied"
+    else:
+        name = errno.errorcode.get(exc.errno or 0, "unknown error")
+        cls, reason = "unreadable", f"input file cannot be read ({type(exc).__name__} {name})"
+    # No digest: it never matches the state, so the next run tries the file again.
+    return Outcome(fk, "", "quarantined", cls, reason)
+
+
+def _process(processor: FileProcessor, task: Task) -> Outcome:
+    """One file's outcome; a file that cannot be read is quarantined, the run goes on."""
+    try:
+        return processor(task)
+    except OSError as exc:
+        return unreadable_outcome(task.file_key, exc)
+
+
 def _init_worker(config: IngestConfig, key_bytes: bytes, options: DeidOptions, run_id: str) -> None:
     global _processor
     _processor = FileProcessor(config, SecretKey(key_bytes), options, run_id)
@@ -60,7 +109,7 @@ def _init_worker(config: IngestConfig, key_bytes: bytes, options: DeidOptions, r
 
 def _work(task: Task) -> Outcome:
     assert _processor is not None
-    return _processor(task)
+    return _process(_processor, task)
 
 
 def _run_tasks(
@@ -68,50 +117,72 @@ def _run_tasks(
 ) -> Iterator[Outcome]:
     if config.workers == 1 or len(tasks) < 2:
         processor = FileProcessor(config, key, options, run_id)
-        yield from map(processor, tasks)
+        yield from (_process(processor, t) for t in tasks)
         return
     ctx = mp.get_context("fork")
     with ctx.Pool(config.workers, _init_worker, (config, key.value, options, run_id)) as pool:
         yield from pool.imap_unordered(_work, tasks, chunksize=2)
 
 
-def _remove_stale_parts(output_dir: Path) -> None:
-    """A killed run leaves `.part` files; their inputs are not in the state and are redone."""
-    for sub in ("images", "masks", "dicom"):
-        root = output_dir / sub
-        if root.is_dir():
-            for part in root.rglob("*.part"):
-                part.unlink()
-
-
 def run_ingest(
-    config: IngestConfig, key: SecretKey, options: DeidOptions | None = None
+    config: IngestConfig,
+    key: SecretKey,
+    options: DeidOptions | None = None,
+    *,
+    lock_timeout_s: float = 0,
 ) -> IngestResult:
-    """Ingest every new file of `config.input_dir` into `config.output_dir`."""
+    """Ingest every new file of `config.input_dir` into `config.output_dir`.
+
+    Holds the output directory's lock for the whole run: with another run holding it, raises
+    IngestLockedError at once (`lock_timeout_s` 0), after waiting up to `lock_timeout_s`
+    seconds (> 0), or waits for ever (< 0).
+    """
     options = options or DeidOptions()
     out = config.output_dir
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_parts(out)
     if config.ground_truth is not None and not config.ground_truth.is_file():
         raise FileNotFoundError(f"ground-truth side-car not found: {config.ground_truth}")
+    out.mkdir(parents=True, exist_ok=True)
+    with dataset_lock(out, lock_timeout_s):
+        # A commit a killed run left behind is finished first; its staged files are dropped.
+        if recover(out):
+            log.info("rolled forward the commit a killed run left in the output directory")
+        return _ingest(config, key, options)
 
+
+def _ingest(config: IngestConfig, key: SecretKey, options: DeidOptions) -> IngestResult:
+    out = config.output_dir
     exclude = frozenset({config.ground_truth}) if config.ground_truth else frozenset()
     paths = list_files(config.input_dir, exclude)
     state = read_table(out / STATE_FILE, STATE_SCHEMA)
     known = dict(zip(state["file_key"], state["content_digest"], strict=True))
 
     tasks: list[Task] = []
+    refused: list[Outcome] = []  # entries that are not regular files: never opened
+    processed: list[str] = []  # file keys of this run, in inbox order
     skipped = 0
     for path in paths:
         fk = file_key(key, config.input_dir, path)
-        if fk in known and known[fk] == key.digest("content", path.read_bytes()).hex():
+        regular = is_regular_file(path)
+        if fk in known and known[fk] == content_digest(key, path):
             skipped += 1
             continue
-        tasks.append(Task(path=path, file_key=fk))
-    log.info("found %d files: %d already ingested, %d to process", len(paths), skipped, len(tasks))
+        processed.append(fk)
+        if regular:
+            tasks.append(Task(path=path, file_key=fk))
+        else:
+            digest = content_digest(key, path) or ""
+            refused.append(
+                Outcome(fk, digest, "quarantined", NOT_REGULAR_CLASS, NOT_REGULAR_REASON)
+            )
+    log.info(
+        "found %d files: %d already ingested, %d to process",
+        len(paths),
+        skipped,
+        len(processed),
+    )
 
-    run_id = run_id_for(t.file_key for t in tasks)
-    outcomes = list(
+    run_id = run_id_for(processed)
+    outcomes = refused + list(
         tqdm(
             _run_tasks(tasks, config, key, options, run_id),
             total=len(tasks),
@@ -155,10 +226,9 @@ def run_ingest(
     return result
 
 
-def _place_staged(outcome: Outcome) -> None:
-    """Move a written file's staged outputs to their final names."""
-    for tmp, final in outcome.staged:
-        os.replace(tmp, final)
+def _place_staged(outcome: Outcome) -> list[tuple[str, str]]:
+    """A written file's staged outputs (already beside their final names): the commit renames."""
+    return list(outcome.staged)
 
 
 def _discard_staged(outcome: Outcome) -> None:

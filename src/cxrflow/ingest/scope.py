@@ -1,7 +1,8 @@
 """Which DICOM images the stage accepts: a documented, configurable rule set.
 
 Each rule returns a reason (for the quarantine list) when an image is out of scope. Reasons
-name the attribute and the value class, never a patient value.
+name the attribute and the rule only, never a value read from the header: a free-text
+attribute (BodyPartExamined, ImageType) can hold a name or a date of birth.
 """
 
 from __future__ import annotations
@@ -26,18 +27,18 @@ def out_of_scope_reason(ds: Dataset, rules: ScopeRules) -> tuple[str, str] | Non
     sop_class = str(ds.get("SOPClassUID", "")).strip()
     modality = str(ds.get("Modality", "")).strip().upper()
     if sop_class.startswith(SECONDARY_CAPTURE_PREFIX):
-        return "secondary_capture", f"Secondary Capture SOP class {sop_class}"
+        return "secondary_capture", "SOPClassUID is a Secondary Capture SOP class"
     image_type = [str(v).strip().upper() for v in (ds.get("ImageType") or [])]
     if rules.refuse_secondary and len(image_type) > 1 and image_type[1] == "SECONDARY":
-        return "secondary_capture", "ImageType value 2 is SECONDARY"
+        return "secondary_capture", "ImageType second value is SECONDARY"
     if rules.refuse_for_processing:
         intent = str(ds.get("PresentationIntentType", "")).strip().upper()
         if intent == "FOR PROCESSING" or sop_class in FOR_PROCESSING_SOP_CLASSES:
             return "for_processing", "a FOR PROCESSING image (raw detector data)"
     if sop_class not in rules.sop_classes:
-        return "sop_class", f"SOP class {sop_class or 'absent'} is not accepted"
+        return "sop_class", f"SOPClassUID {_absent_or(sop_class, 'is not accepted')}"
     if modality not in rules.modalities:
-        return "modality", f"Modality {modality or 'absent'} is not accepted"
+        return "modality", f"Modality {_absent_or(modality, 'is not accepted')}"
     burned = ds.get("BurnedInAnnotation")
     if rules.refuse_burned_in_annotation:
         if burned is not None and str(burned).strip().upper() == "YES":
@@ -46,11 +47,15 @@ def out_of_scope_reason(ds: Dataset, rules: ScopeRules) -> tuple[str, str] | Non
             return "burned_in_annotation", "BurnedInAnnotation is absent"
     body_part = str(ds.get("BodyPartExamined", "")).strip().upper()
     if body_part not in rules.body_parts:
-        return "not_chest", f"BodyPartExamined {body_part} is not a chest body part"
+        return "not_chest", "BodyPartExamined is not a chest body part"
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         return (
             "not_monochrome",
-            f"PhotometricInterpretation {photometric or 'absent'} is not monochrome",
+            f"PhotometricInterpretation {_absent_or(photometric, 'is not monochrome')}",
         )
     return None
+
+
+def _absent_or(value: str, rule: str) -> str:
+    return rule if value else "is absent"

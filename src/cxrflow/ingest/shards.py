@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 
 from cxrflow.deid import DeidOptions
 from cxrflow.ingest import IngestConfig, IngestResult, run_ingest
-from cxrflow.ingest.discover import list_files
-from cxrflow.ingest.run import STATE_FILE, file_key
+from cxrflow.ingest.commit import lock_path
+from cxrflow.ingest.discover import is_regular_file, list_files
+from cxrflow.ingest.run import STATE_FILE, content_digest, file_key
 from cxrflow.keys import SecretKey
 
 log = logging.getLogger(__name__)
@@ -81,12 +82,20 @@ def read_state(data_dir: Path) -> dict[str, str]:
 
 def is_known(path: Path, fk: str, key: SecretKey, state: Mapping[str, str]) -> bool:
     """True when the dataset holds this file with this content (run_ingest would skip it)."""
-    return fk in state and state[fk] == key.digest("content", path.read_bytes()).hex()
+    # Never opens an entry that is not a regular file; an unreadable file is not known.
+    return fk in state and state[fk] == content_digest(key, path)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link `src` to `dst` (symlinks are skipped by ingestion), copy across file systems."""
+    """Hard-link `src` to `dst`, copy across file systems.
+
+    An entry that is not a regular file (a symlink, FIFO...) is mirrored by a dangling symbolic
+    link: the shard's run quarantines it unopened, as a single-pod run does the original.
+    """
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if not is_regular_file(src):
+        os.symlink("not-a-regular-file", dst)
+        return
     try:
         os.link(src, dst)
     except OSError:
@@ -131,8 +140,15 @@ def ingest_shard(
     state = read_state(data_dir)
     mine = [f for f in list_inbox(inbox, key, exclude) if shard_of(f.file_key, n_shards) == shard]
     todo = [f for f in mine if not is_known(inbox / f.rel, f.file_key, key, state)]
-    for f in todo:
-        _link_or_copy(inbox / f.rel, shard_dir / SHARD_INBOX / f.rel)
+    for f in list(todo):
+        try:
+            _link_or_copy(inbox / f.rel, shard_dir / SHARD_INBOX / f.rel)
+        except OSError:
+            # Vanished or unreadable since the listing: left out of this shard (and its
+            # counts) and seen again by the next run. No path in the log.
+            log.warning("shard %d: an input file could not be linked; left for the next run", shard)
+            todo.remove(f)
+            mine.remove(f)
     (shard_dir / SHARD_INBOX).mkdir(parents=True, exist_ok=True)
     shard_config = IngestConfig(
         input_dir=shard_dir / SHARD_INBOX,
@@ -146,6 +162,7 @@ def ingest_shard(
         show_progress=config.show_progress,
     )
     result = run_ingest(shard_config, key, options)
+    lock_path(shard_config.output_dir).unlink(missing_ok=True)  # the shard dir is private
     ShardRecord(
         shard=shard,
         n_shards=n_shards,

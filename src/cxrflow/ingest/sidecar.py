@@ -5,6 +5,11 @@ de-identification) and any of: `label_<finding>`, `report`, `mask_png` (a 16-bit
 packed bit mask, bit i = MASK_STRUCTURES[i]), `view`, `sex`, `age_years`, `weight_kg`,
 `height_m`. The phantom's `ground_truth.parquet` is one. Identity columns it may also hold
 (names, IDs) are never read.
+
+The `report` column is free text and therefore PHI until scrubbed: it is handed on as a
+string, and the worker runs it through `cxrflow.deid.text.scrub_dataset_report` with the
+identifying values of the same study's original header and the patient's date offset before
+it can reach the manifest. Nothing here writes or logs it.
 """
 
 from __future__ import annotations
@@ -47,5 +52,7 @@ def load_sidecar(path: Path) -> Sidecar:
     for row in table.to_pylist():
         uid = row.pop("sop_instance_uid")
         if uid:
+            if row.get("report") is not None:
+                row["report"] = str(row["report"])
             rows[str(uid).strip()] = row
     return Sidecar(rows=rows)

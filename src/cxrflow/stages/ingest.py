@@ -24,7 +24,7 @@ from cxrflow.ingest import IngestConfig, IngestResult, run_ingest
 from cxrflow.ingest.merge import merge_shards
 from cxrflow.ingest.run import QUARANTINE_FILE
 from cxrflow.ingest.shards import ingest_shard, list_inbox, shard_of
-from cxrflow.keys import load_key
+from cxrflow.keys import SecretKey, check_key_location, load_key, repository_root
 from cxrflow.stages.contract import param
 from cxrflow.tags import TAG_INGEST_SHARDS
 from cxrflow.tracking import log_ingest, stage_run
@@ -141,9 +141,16 @@ def _record(result: IngestResult, data_dir: Path) -> tuple[dict[str, int], str]:
     return reasons, md
 
 
+def _ingestion_key(params: Params) -> SecretKey:
+    """The key from the environment, refused inside the inbox, data or repository tree."""
+    key = load_key()
+    check_key_location(None, params.inbox, params.data_dir, repository=repository_root())
+    return key
+
+
 def run(params: Params) -> Result:
     """Ingest the inbox into the dataset with the key from the environment; log to MLflow."""
-    key = load_key()
+    key = _ingestion_key(params)
     config = params.config()
     with stage_run("ingest", params.pipeline_run) as mlflow_run:
         result = run_ingest(config, key, params.deid_options())
@@ -186,7 +193,7 @@ def run_shard(params: Params, shard: int, n_shards: int, target: Path) -> Path:
     The dataset `params.data_dir` is only read (to skip files it already holds).
     """
     config = params.config(show_progress=False)
-    ingest_shard(config, load_key(), target, shard, n_shards, params.deid_options())
+    ingest_shard(config, _ingestion_key(params), target, shard, n_shards, params.deid_options())
     return target
 
 
