@@ -93,7 +93,9 @@ def soft(mask: np.ndarray, sigma_px: float) -> np.ndarray:
 def upsample(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of a float array to `shape` (rows, cols)."""
     img = Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32))
-    return np.asarray(img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
+    # np.array, not np.asarray: a view of a PIL image is read-only, and the lesions modify the
+    # layers in place (a pneumothorax at >= 1800 px failed with "output array is read-only").
+    return np.array(img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale_px: float) -> np.ndarray:
