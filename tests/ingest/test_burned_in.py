@@ -83,7 +83,7 @@ def test_default_scope_is_text_prone_modalities_and_portable_radiographs():
 def test_no_engine_skips_with_a_warning_or_quarantines_when_required(monkeypatch, caplog):
     monkeypatch.setattr(bi, "engine", lambda config: None)
     monkeypatch.setattr(bi, "_warned", False)
-    ds, img = _ds("US", US_STORAGE), radiograph(64)
+    ds, img = _ds("US", US_STORAGE), radiograph(320)
     with caplog.at_level(logging.WARNING, logger="cxrflow.ingest.burned_in"):
         skipped = check_image(ds, img, BurnedInTextCheck())
         check_image(ds, img, BurnedInTextCheck())
@@ -94,6 +94,8 @@ def test_no_engine_skips_with_a_warning_or_quarantines_when_required(monkeypatch
     assert refused is not None and refused.suspected
     assert refused.reason_class == UNAVAILABLE_CLASS
     assert check_image(_ds("MR", "1.2.840.10008.5.1.4.1.1.4"), img, BurnedInTextCheck()) is None
+    # Too small for legible text (OCR would read the upscaled noise): not checked.
+    assert check_image(ds, radiograph(128), BurnedInTextCheck(required=True)) is None
 
 
 def test_config_is_validated():

@@ -75,6 +75,10 @@ class BurnedInTextCheck:
     max_marker_digits: int = 4
     allowed_words: tuple[str, ...] = DEFAULT_ALLOWED_WORDS
     min_words: int = 1
+    # Images whose shorter side is below this are not OCR'd: text at that size is not legible,
+    # and Tesseract reads "words" in the upscaled noise (a 96-128 px phantom radiograph was
+    # flagged). Real radiographs and ultrasound frames are far larger.
+    min_image_side: int = 256
     # Preprocessing: the shorter side is scaled to at least `ocr_min_side` pixels and the longer
     # to at most `ocr_max_side`; `both_polarities` also OCRs the other polarity (twice the cost).
     ocr_min_side: int = 400
@@ -89,6 +93,8 @@ class BurnedInTextCheck:
     def __post_init__(self) -> None:
         if not 0 <= self.min_confidence <= 100:
             raise ValueError(f"min_confidence must be in [0, 100] (got {self.min_confidence})")
+        if self.min_image_side < 1:
+            raise ValueError("min_image_side must be at least 1")
         if self.min_word_length < 1 or self.min_words < 1:
             raise ValueError("min_word_length and min_words must be at least 1")
         if self.ocr_min_side < 16 or self.ocr_max_side < self.ocr_min_side:
@@ -131,7 +137,7 @@ def applies(ds: Dataset, check: BurnedInTextCheck) -> bool:
 
 def check_image(ds: Dataset, pixels: np.ndarray, check: BurnedInTextCheck) -> Verdict | None:
     """The verdict on the image about to be written, or None when the check does not apply."""
-    if not applies(ds, check):
+    if not applies(ds, check) or min(pixels.shape[:2]) < check.min_image_side:
         return None
     if engine(check) is None:
         if check.required:
