@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from cxrflow.stages.contract import param
 from cxrflow.tags import ENCODER_MODEL
-from cxrflow.versioning.gate import champion_data_version, data_changed
+from cxrflow.versioning.gate import compare_with_champion
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,5 @@ class Result:
 
 def run(params: Params) -> Result:
     """Decide; raises ValueError naming `data_version` when it is empty."""
-    changed = data_changed(params.data_version, params.champion_model)
-    trained_on = champion_data_version(params.champion_model)
+    changed, trained_on = compare_with_champion(params.data_version, params.champion_model)
     return Result(train=params.force or changed, champion_data_version=trained_on)

@@ -24,6 +24,13 @@ def data_changed(
     data_version: str, champion_model: str = ENCODER_MODEL, *, client: Any = None
 ) -> bool:
     """True unless the champion was trained on exactly `data_version` (True with no champion)."""
+    return compare_with_champion(data_version, champion_model, client=client)[0]
+
+
+def compare_with_champion(
+    data_version: str, champion_model: str = ENCODER_MODEL, *, client: Any = None
+) -> tuple[bool, str | None]:
+    """(data changed?, the champion's data version or None), from one registry look-up."""
     if not data_version:
         raise ValueError("data_version: must not be empty")
     trained_on = champion_data_version(champion_model, client)
@@ -36,4 +43,4 @@ def data_changed(
         (trained_on or "-")[:12] if trained_on is not None else "(no champion)",
         "changed" if changed else "unchanged, training can be skipped",
     )
-    return changed
+    return changed, trained_on
