@@ -17,7 +17,7 @@ def pretrain(
     steps: int = 0,
     batch_size: int = 0,
     seed: int = 0,
-    init_from: str = "",
+    init: str = "",
     dvc_remote: str = "",
     pipeline_run: str = "",
     nodes: int = 1,
@@ -31,7 +31,9 @@ def pretrain(
     """Continue DINOv2 pre-training of a ViT on the train split of data version `data_version`.
 
     `steps`/`batch_size` of 0 keep the preset's values (`batch_size` is the global batch over
-    all GPUs); `init_from` is a local Hugging Face DINOv2 directory (empty: random init).
+    all GPUs); `init` is where training starts: a Hugging Face DINOv2 directory, an upstream
+    torch.hub .pth, a timm checkpoint, models:/<name>@<alias>, 'champion' or 'random' (empty:
+    the preset's default).
     Checkpoints live under `runs_dir`, keyed by the data version and the settings, so a retried
     step resumes where it stopped.
 
@@ -39,7 +41,7 @@ def pretrain(
     (torch-distributed runtime) or, with `job_backend` "pytorchjob", a Training Operator
     PyTorchJob of `nodes` x `gpus_per_node` GPUs running the same entry point under torchrun,
     streams its rank-0 log here, fails when it fails and returns its exported encoder. Then
-    `data_dir`, `init_from` and `runs_dir` must be on the shared volumes the job mounts (/data,
+    `data_dir`, a path `init` and `runs_dir` must be on the shared volumes the job mounts (/data,
     /checkpoints), and `job_backend`/`job_image` default to the cluster's cxrflow-gpu-pool
     ConfigMap (else trainjob). `job_namespace` empty: this pod's namespace.
     `job_timeout_hours` 0: no limit. `keep_job` keeps the finished job and its pods.

@@ -36,7 +36,7 @@ DECLARED: dict[str, tuple[type, str]] = {
     "pretrain_steps": (pretrain.Params, "steps"),
     "pretrain_batch_size": (pretrain.Params, "batch_size"),
     "pretrain_seed": (pretrain.Params, "seed"),
-    "init_from": (pretrain.Params, "init_from"),
+    "pretrain_init": (pretrain.Params, "init"),
     "pretrain_nodes": (JobOptions, "nodes"),
     "pretrain_gpus_per_node": (JobOptions, "gpus_per_node"),
     "training_backend": (JobOptions, "backend"),
@@ -66,8 +66,17 @@ def help_text(name: str) -> str:
     return help_of(cls)[field]
 
 
+# Where the pipeline's default differs from the stage's: scheduled retraining continues from
+# the current champion encoder (run N+1 is continual training of run N), while a stage run by
+# hand keeps its preset's default.
+PIPELINE_DEFAULTS: dict[str, object] = {"pretrain_init": "champion"}
+
+
 def declared_default(name: str) -> object:
-    """The default the declaring dataclass gives (None for none; "" stands for None in KFP)."""
+    """The pipeline's default: `PIPELINE_DEFAULTS`, else the declaring dataclass's (None for
+    none; "" stands for None in KFP)."""
+    if name in PIPELINE_DEFAULTS:
+        return PIPELINE_DEFAULTS[name]
     cls, field_name = DECLARED[name]
     f = next(f for f in fields(cls) if f.name == field_name)
     return None if f.default is MISSING else f.default

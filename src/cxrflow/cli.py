@@ -274,32 +274,37 @@ def pretrain_cmd(
     batch_size: Annotated[
         int, typer.Option(min=0, help="Global batch over all GPUs; 0 keeps the preset's.")
     ] = 0,
-    init_from: Annotated[
-        Path | None,
+    init: Annotated[
+        str,
         typer.Option(
-            help="Local Hugging Face DINOv2 directory to start from (empty: random init)."
+            help="Where training starts: a Hugging Face DINOv2 directory, an upstream "
+            "torch.hub .pth, a timm checkpoint, models:/<name>@<alias> or "
+            "models:/<name>/<version>, 'champion' (the champion encoder if there is one) or "
+            "'random'. Empty: the preset's default (tiny: random; paper refuses to start "
+            "without one)."
         ),
-    ] = None,
+    ] = "",
     data_version: Annotated[
         str, typer.Option(help="Data version (DVC md5) the run trains on, for lineage.")
     ] = "",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """DINOv2 continual pre-training; runs unchanged under `torchrun` (one process per GPU)."""
+    from cxrflow.ssl.initialisation import EncoderInit, require_init
     from cxrflow.stages import pretrain as stage
 
-    params = stage.Params(
-        data_dir=data_dir,
-        out_dir=out_dir,
-        data_version=data_version,
-        preset=preset,
-        steps=steps,
-        batch_size=batch_size,
-        seed=seed,
-        init_from=init_from,
-    )
     try:
-        params.config()
+        params = stage.Params(
+            data_dir=data_dir,
+            out_dir=out_dir,
+            data_version=data_version,
+            preset=preset,
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            init=EncoderInit.parse(init) if init else None,
+        )
+        require_init(params.config(), params.init, preset)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     out = stage.run(params)

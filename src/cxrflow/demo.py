@@ -28,6 +28,12 @@ class DemoConfig:
     # Shorter than the tiny presets so that the whole demo stays within minutes on 2 cores.
     pretrain_steps: int = 80
     report_steps: int = 80
+    # The second round: new images arrive and the pipeline retrains from the champion.
+    new_subjects: int = 30
+
+    @property
+    def arrivals(self) -> Path:
+        return self.inbox / "arrivals"
 
     @property
     def inbox(self) -> Path:
@@ -75,8 +81,58 @@ def ensure_phantom(config: DemoConfig, console: Console) -> None:
     )
 
 
+def add_new_images(config: DemoConfig, console: Console) -> None:
+    """New phantom subjects arrive in the inbox (a second PACS export), with their labels."""
+    import pandas as pd
+
+    from cxrflow.phantom import generate_phantom
+
+    if config.arrivals.is_dir():
+        console.print(f"Reusing the new arrivals in {config.arrivals}.")
+        return
+    staging = config.root / "demo" / "arrivals"
+    # another seed: other subjects, other UIDs; no faulty files this time
+    summary = generate_phantom(
+        staging,
+        config.new_subjects,
+        config.seed + 1,
+        include_faulty=False,
+        workers=config.workers,
+    )
+    labels = pd.concat(
+        [pd.read_parquet(config.ground_truth), pd.read_parquet(summary.ground_truth_path)],
+        ignore_index=True,
+    )
+    summary.ground_truth_path.unlink()
+    tmp = config.ground_truth.with_suffix(".tmp")
+    labels.to_parquet(tmp, index=False)
+    tmp.replace(config.ground_truth)
+    staging.rename(config.arrivals)
+    console.print(
+        f"New arrivals: {summary.n_images} images of {summary.n_subjects} subjects "
+        f"in {config.arrivals}."
+    )
+
+
+def _pipeline_params(config: DemoConfig) -> dict[str, object]:
+    return {
+        "inbox": str(config.inbox),
+        "data_dir": str(config.data_dir),
+        "ground_truth": str(config.ground_truth),
+        "max_side": config.max_side,
+        "ingest_workers": config.workers,
+        "pretrain_steps": config.pretrain_steps,
+        "report_steps": config.report_steps,
+    }
+
+
 def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, object]:
-    """Run the whole demo and return its summary."""
+    """Run the pipeline, let new images arrive, run it again; return the second summary.
+
+    The second run is scheduled retraining: its pre-training starts from the champion encoder
+    the first run promoted (the pipeline's default `pretrain_init`), so the second encoder's
+    lineage names the first.
+    """
     import os
 
     console = console or Console()
@@ -84,23 +140,46 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, ob
     os.environ[KEY_FILE_ENV_VAR] = str(key_file)
     ensure_phantom(config, console)
     settings = LocalSettings.default(config.root)
-    run_pipeline_locally(
-        settings,
-        {
-            "inbox": str(config.inbox),
-            "data_dir": str(config.data_dir),
-            "ground_truth": str(config.ground_truth),
-            "max_side": config.max_side,
-            "ingest_workers": config.workers,
-            "pretrain_steps": config.pretrain_steps,
-            "report_steps": config.report_steps,
-        },
-    )
+    console.rule("run 1: the first data version")
+    run_pipeline_locally(settings, _pipeline_params(config))
+    first = collect_summary(config, settings)
+    print_summary(first, console)
+    add_new_images(config, console)
+    console.rule("run 2: new images arrived; retraining continues from the champion")
+    run_pipeline_locally(settings, _pipeline_params(config))
     summary = collect_summary(config, settings)
     print_summary(summary, console)
     print_split_table(config.data_dir, console)
     print_results(summary, config, console)
+    summary["encoder_chain"] = print_encoder_chain(settings, console)
     return summary
+
+
+def print_encoder_chain(settings: LocalSettings, console: Console) -> list[dict[str, str]]:
+    """Each registered encoder, what it started from and the data it saw."""
+    import mlflow
+
+    from cxrflow.tags import ENCODER_MODEL, TAG_DATA_VERSION, TAG_INIT_FROM, TAG_INIT_PREFIX
+
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    table = Table(title=f"{ENCODER_MODEL}: continual training chain")
+    for col in ("version", "data version", "init", "started from", "weights sha256"):
+        table.add_column(col)
+    chain = []
+    versions = client.search_model_versions(f"name = '{ENCODER_MODEL}'")
+    for mv in sorted(versions, key=lambda v: int(v.version)):
+        row = {
+            "version": str(mv.version),
+            "data_version": mv.tags.get(TAG_DATA_VERSION, "")[:12],
+            "init": mv.tags.get(TAG_INIT_FROM, ""),
+            "started_from": mv.tags.get(f"{TAG_INIT_PREFIX}model")
+            or mv.tags.get(f"{TAG_INIT_PREFIX}source", ""),
+            "sha256": mv.tags.get(f"{TAG_INIT_PREFIX}sha256", "")[:16],
+        }
+        chain.append(row)
+        table.add_row(*row.values())
+    console.print(table)
+    return chain
 
 
 def collect_summary(config: DemoConfig, settings: LocalSettings) -> dict[str, object]:
@@ -215,7 +294,8 @@ def print_results(summary: dict[str, object], config: DemoConfig, console: Conso
         card = mlflow.artifacts.download_artifacts(card_uri, dst_path=str(config.root / "demo"))
         console.print(f"Model card: {card}")
     console.print(
-        "Lineage of the champion encoder: cxrflow lineage model cxrflow-encoder @champion"
+        "Lineage of the champion encoder (its init encoder is a parent): "
+        "cxrflow lineage model cxrflow-encoder @champion"
     )
 
 

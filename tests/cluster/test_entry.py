@@ -21,6 +21,7 @@ import pytest
 from cxrflow.cluster import entry
 from cxrflow.cluster.config import JobStorage
 from cxrflow.cluster.launcher import MultiNodeSettings, launch
+from cxrflow.ssl.initialisation import EncoderInit
 from cxrflow.stages import pretrain, report
 from cxrflow.stages.contract import to_argv, to_json
 from tests.cluster.conftest import venv_tool
@@ -42,15 +43,17 @@ def test_pretrain_params_round_trip_through_the_command_line():
         steps=7,
         batch_size=16,
         seed=3,
-        init_from=Path("/checkpoints/hf/dinov2-small"),
+        init=EncoderInit.parse("/checkpoints/hf/dinov2-small"),
         dvc_remote="s3://bucket/dvc",
         pipeline_run="run-1",
         probe=False,
         register=True,
     )
     assert entry.parse(("pretrain", *to_argv(params))) == ("pretrain", params)
-    random_init = replace(params, init_from=None, data_version="")
-    assert "--init-from" not in to_argv(random_init)  # None: the default applies
+    random_init = replace(params, init=None, data_version="")
+    assert "--init" not in to_argv(random_init)  # None: the default applies
+    champion = replace(params, init=EncoderInit.parse("models:/cxrflow-encoder@champion"))
+    assert entry.parse(["pretrain", *to_argv(champion)]) == ("pretrain", champion)
     assert entry.parse(["pretrain", *to_argv(random_init)]) == ("pretrain", random_init)
     assert entry.command("pretrain", params) == (
         "python",
@@ -74,7 +77,8 @@ def test_runs_dir_keys_the_pretrain_run_folder_by_data_version_and_settings():
     assert a == out_dir(data_version="v1", steps=5)
     assert a != out_dir(data_version="v2", steps=5)
     assert a != out_dir(data_version="v1", steps=6)
-    assert a != out_dir(data_version="v1", steps=5, init_from=Path("/checkpoints/hf"))
+    assert a != out_dir(data_version="v1", steps=5, init="/checkpoints/hf")
+    assert a != out_dir(data_version="v1", steps=5, init="champion")
 
 
 def test_report_params_round_trip_and_name_the_runs_folder_as_before():
@@ -208,7 +212,7 @@ def test_ranks_above_0_of_the_real_pretrain_stage_only_train(monkeypatch, tmp_pa
     params = pretrain.Params(data_dir=tmp_path / "d", out_dir=tmp_path / "o", steps=3)
     monkeypatch.setenv("RANK", "1")
     assert entry.run("pretrain", params) is None
-    assert trained == [(tmp_path / "d", tmp_path / "o", {"init_from": None, "progress": False})]
+    assert trained == [(tmp_path / "d", tmp_path / "o", {"init": None, "progress": False})]
     assert not entry.result_file(params).exists()
 
 

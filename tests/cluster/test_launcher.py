@@ -28,6 +28,7 @@ from cxrflow.cluster.launcher import (
 )
 from cxrflow.cluster.pod_logs import rank0_pod
 from cxrflow.cluster.stage_specs import SPECS, build_job
+from cxrflow.ssl.initialisation import EncoderInit
 from cxrflow.stages import pretrain, report
 from cxrflow.stages.contract import to_json
 from tests.cluster.fake_kube import (
@@ -391,8 +392,8 @@ def test_paths_off_the_shared_volumes_are_refused(shared, tmp_path):
     )
     with pytest.raises(ClusterConfigError, match=r"^out_dir: "):
         _launch(cluster, local, shared)
-    elsewhere = dataclasses.replace(args, init_from=tmp_path / "elsewhere")
-    with pytest.raises(ClusterConfigError, match=r"^init_from: '.*elsewhere' is on neither"):
+    elsewhere = dataclasses.replace(args, init=EncoderInit.parse(tmp_path / "elsewhere"))
+    with pytest.raises(ClusterConfigError, match=r"^init: '.*elsewhere' is on neither"):
         _launch(cluster, elsewhere, shared)
     assert cluster.created == []
 
@@ -405,6 +406,9 @@ def test_shared_paths_take_paths_and_skip_unset_ones(shared, tmp_path):
     )
     with pytest.raises(ClusterConfigError, match=r"^init_from: "):
         check_shared_paths(shared, reads={"init_from": tmp_path / "elsewhere"}, writes={})
+    # a registry init names no file (the pods download it from MLflow): nothing to check
+    registry = EncoderInit.parse("models:/cxrflow-encoder@champion")
+    check_shared_paths(shared, reads={"init": registry.local_path}, writes={})
     with pytest.raises(ClusterConfigError, match=r"^out_dir: .* checkpoint volume"):
         check_shared_paths(shared, reads={}, writes={"out_dir": Path(shared.data_mount) / "runs"})
 

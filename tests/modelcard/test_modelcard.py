@@ -154,3 +154,40 @@ def test_card_is_attached_to_the_version_and_written(phantom_card, tracking, tmp
 def test_safe_hyperparameters_drop_paths():
     params = {"lr": "0.001", "data_dir": "x", "init_from": "/models/rad-dino", "note": "a\\b"}
     assert safe_hyperparameters(params) == {"lr": "0.001"}
+
+
+def _encoder_card(init_tags: dict[str, str]):
+    upstream("kfp-9", MD5, "s" * 16)
+    run = stage(
+        "pretrain",
+        "kfp-9",
+        tags={TAG_DATA_VERSION: MD5, TAG_GIT_COMMIT: "1" * 40, **init_tags},
+        params={"steps": "10"},
+        artifacts={"model/README.txt": "stand-in"},
+    )
+    mv = register_candidate(
+        f"runs:/{run}/model", ENCODER_MODEL, lineage_for("kfp-9", "encoder", params_digest="p")
+    )
+    return build_model_card(ENCODER_MODEL, f":{mv.version}")
+
+
+def test_an_encoder_card_states_where_its_training_started(tracking):
+    continual = _encoder_card(
+        {
+            "cxrflow.init_from": "champion",
+            "cxrflow.init.source": "hf",
+            "cxrflow.init.sha256": "ab" * 32,
+            "cxrflow.init.model": "cxrflow-encoder:4",
+            "cxrflow.init.file": "patient-named-folder",
+            "cxrflow.init.departure.img_size": "112 -> 518",
+        }
+    )
+    md = continual.to_markdown()
+    assert "Continual training from a `hf` checkpoint" in md
+    assert "Registered parent: `cxrflow-encoder:4`" in md
+    assert f"Weights sha256: `{'ab' * 32}`" in md
+    assert "Departs from the preset: img_size 112 -> 518" in md
+    assert "patient-named-folder" not in md + continual.to_json()  # file names stay out
+
+    scratch = _encoder_card({"cxrflow.init_from": "random", "cxrflow.init.source": "random"})
+    assert "Random initialisation: not continual training" in scratch.to_markdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoImageProcessor, AutoModel, Dinov2Config, PreTrainedModel
+from transformers import (
+    AutoImageProcessor,
+    AutoModel,
+    Dinov2Config,
+    Dinov2Model,
+    PreTrainedModel,
+)
 
 from cxrflow.models import (
     CheckpointMismatchError,
@@ -23,9 +30,17 @@ from cxrflow.models import (
     read_preprocessing,
     save_hf_dinov2,
     vit_config_from_hf,
+    vit_large,
 )
-from cxrflow.models.hf import hf_to_timm_state_dict
-from tests.models.conftest import HF_DIMS, NATIVE, tiny_cfg
+from cxrflow.models import hf as hf_module
+from cxrflow.models.hf import (
+    check_hf_export_compatible,
+    hf_layout,
+    hf_to_timm_state_dict,
+    timm_to_hf_state_dict,
+)
+from cxrflow.models.hf_keys import Alias, Part, conversion_aliases, role_of
+from tests.models.conftest import HF_DIMS, NATIVE, random_hf_model, tiny_cfg
 
 HfDir = Callable[..., tuple[PreTrainedModel, Path]]
 ATOL = 1e-5  # measured: 0.0 (bit-identical) on CPU at the native grid
@@ -222,3 +237,132 @@ def test_config_refuses_what_it_cannot_represent() -> None:
 def test_load_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_hf_dinov2(tmp_path / "nope")
+
+
+# ---------------------------------------------------------------- key names by role
+
+
+@pytest.mark.parametrize(
+    ("key", "part"),
+    [
+        # transformers 4.x / 5.0-5.17 spellings
+        (
+            "encoder.layer.3.attention.attention.query.weight",
+            Part("blocks.3.attn.qkv.weight", 0, 3),
+        ),
+        ("encoder.layer.3.attention.attention.value.bias", Part("blocks.3.attn.qkv.bias", 2, 3)),
+        ("encoder.layer.3.attention.output.dense.weight", Part("blocks.3.attn.proj.weight")),
+        ("encoder.layer.3.mlp.weights_in.weight", Part("blocks.3.mlp.fc1.weight")),
+        ("encoder.layer.3.mlp.weights_out.bias", Part("blocks.3.mlp.fc2.bias")),
+        # transformers 5.23 spellings
+        ("encoder.layer.3.attention.k_proj.weight", Part("blocks.3.attn.qkv.weight", 1, 3)),
+        ("encoder.layer.3.attention.o_proj.bias", Part("blocks.3.attn.proj.bias")),
+        ("encoder.layer.3.mlp.gate_proj.weight", Part("blocks.3.mlp.fc1.weight", 0, 2)),
+        ("encoder.layer.3.mlp.up_proj.bias", Part("blocks.3.mlp.fc1.bias", 1, 2)),
+        ("encoder.layer.3.mlp.down_proj.weight", Part("blocks.3.mlp.fc2.weight")),
+        # unchanged so far
+        ("encoder.layer.0.layer_scale2.lambda1", Part("blocks.0.ls2.gamma")),
+        ("encoder.layer.0.norm1.bias", Part("blocks.0.norm1.bias")),
+        ("embeddings.register_tokens", Part("reg_token")),
+        ("layernorm.weight", Part("norm.weight")),
+        # not DINOv2 weights
+        ("encoder.layer.0.surprise.weight", None),
+        ("encoder.layer.0.layer_scale1.weight", None),
+        ("pooler.dense.weight", None),
+    ],
+)
+def test_roles_across_spellings(key: str, part: Part | None) -> None:
+    assert role_of(key) == part
+
+
+def test_installed_conversion_mapping_is_read() -> None:
+    with torch.device("meta"):
+        model = Dinov2Model(Dinov2Config(**HF_DIMS, use_swiglu_ffn=True))
+    aliases = conversion_aliases(model)
+    # transformers 5.23 renames these at load time (transformers.conversion_mapping)
+    assert Alias("attention.q_proj", "attention.attention.query") in aliases
+    assert Alias("mlp.up_proj.weight", "mlp.weights_in.weight", 1, 2) in aliases
+
+
+class FutureDinov2Model(Dinov2Model):
+    """A transformers that renamed `q_proj` to `query_projection` (a spelling we do not know)."""
+
+    def __init__(self, config: Dinov2Config) -> None:
+        super().__init__(config)
+        for layer in self.encoder.layer:
+            layer.attention.query_projection = layer.attention.q_proj
+            del layer.attention.q_proj
+
+
+def test_unknown_installed_key_fails_the_check_before_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hf_module, "_hf_model_class", lambda _: FutureDinov2Model)
+    with pytest.raises(CheckpointMismatchError, match="no known role") as err:
+        check_hf_export_compatible(tiny_cfg())
+    assert "encoder.layer.0.attention.query_projection.weight" in str(err.value)
+    assert "FutureDinov2Model" in str(err.value)
+
+
+def test_unknown_spelling_is_learnt_from_transformers_conversion_mapping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from transformers import conversion_mapping
+    from transformers.core_model_loading import WeightRenaming
+
+    monkeypatch.setattr(hf_module, "_hf_model_class", lambda _: FutureDinov2Model)
+    conversion_mapping.get_checkpoint_conversion_mapping("dinov2")  # builds the cache
+    monkeypatch.setitem(
+        conversion_mapping._checkpoint_conversion_mapping_cache,
+        "FutureDinov2Model",
+        [WeightRenaming("attention.attention.query", "attention.query_projection")],
+    )
+    cfg = tiny_cfg()
+    check_hf_export_compatible(cfg)
+    layout = hf_layout(cfg)
+    key = "encoder.layer.1.attention.query_projection.weight"
+    assert layout.roles[key] == Part("blocks.1.attn.qkv.weight", 0, 3)
+    ours = DinoViT(cfg)
+    hf_sd = timm_to_hf_state_dict(ours.state_dict(), cfg)
+    torch.testing.assert_close(hf_sd[key], ours.state_dict()["blocks.1.attn.qkv.weight"][:48])
+
+
+def test_export_check_is_cheap() -> None:
+    # what training calls before its first step: meta device only, so ViT-L takes milliseconds
+    start = time.perf_counter()
+    check_hf_export_compatible(vit_large(num_register_tokens=4, ffn="swiglu"))
+    check_hf_export_compatible(vit_large())
+    assert time.perf_counter() - start < 5.0
+
+
+def test_packed_and_split_swiglu_load_alike() -> None:
+    hf_model = random_hf_model(swiglu=True)
+    cfg = vit_config_from_hf(hf_model.config)
+    split = hf_model.state_dict()
+    packed = {
+        k: v for k, v in split.items() if ".mlp.gate_proj." not in k and ".mlp.up_proj." not in k
+    }
+    for i in range(cfg.depth):
+        for p in ("weight", "bias"):
+            pre = f"encoder.layer.{i}.mlp."
+            packed[f"{pre}weights_in.{p}"] = torch.cat(
+                [split[f"{pre}gate_proj.{p}"], split[f"{pre}up_proj.{p}"]]
+            )
+    from_split, problems = hf_to_timm_state_dict(split, cfg)
+    from_packed, packed_problems = hf_to_timm_state_dict(packed, cfg)
+    assert problems == packed_problems == {"missing": [], "unexpected": []}
+    for key, value in from_split.items():
+        torch.testing.assert_close(from_packed[key], value, atol=0, rtol=0)
+
+
+def test_conversion_names_missing_and_duplicate_keys() -> None:
+    hf_model = random_hf_model()
+    cfg = vit_config_from_hf(hf_model.config)
+    sd = dict(hf_model.state_dict())
+    q = sd.pop("encoder.layer.0.attention.q_proj.weight")
+    sd["encoder.layer.1.attention.attention.query.weight"] = q  # a second spelling of one tensor
+    _, problems = hf_to_timm_state_dict(sd, cfg)
+    assert problems == {
+        "missing": ["encoder.layer.0.attention.q_proj.weight"],
+        "unexpected": ["encoder.layer.1.attention.attention.query.weight"],
+    }

@@ -6,9 +6,11 @@ import pytest
 import timm
 import torch
 from timm.models import group_parameters
+from transformers import AutoModel
 
 from cxrflow.models import DinoViT, attention_backend
 from cxrflow.models import attention as attention_module
+from cxrflow.models.hf import save_hf_dinov2
 from tests.models.conftest import NATIVE, tiny_cfg
 
 
@@ -247,3 +249,55 @@ def test_state_dict_is_timms_plus_mask_token(registers: int, timm_name: str) -> 
         feats = ours.forward_features(x)
         expected = reference.forward_features(x)  # timm returns the normalised tokens
     torch.testing.assert_close(ours.norm(feats["x_prenorm"]), expected)
+
+
+@pytest.fixture(scope="module")
+def exported_518(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[DinoViT, object]]:
+    """Tiny DinoViTs at native 518 px (37x37 grid), with and without registers, and their HF
+    reloads; random tokens and position embeddings large enough that resampling shows."""
+    out: dict[int, tuple[DinoViT, object]] = {}
+    for registers in (0, 4):
+        torch.manual_seed(registers)
+        model = DinoViT(tiny_cfg(img_size=518, num_register_tokens=registers, layerscale_init=0.5))
+        with torch.no_grad():
+            model.pos_embed.normal_()
+            model.cls_token.normal_()
+            if registers:
+                model.reg_token.normal_()
+        path = tmp_path_factory.mktemp(f"hf518_r{registers}")
+        save_hf_dinov2(model, path, image_mean=0.5, image_std=0.25, image_size=518)
+        out[registers] = (model.eval(), AutoModel.from_pretrained(path).eval())
+    return out
+
+
+@pytest.mark.parametrize("registers", [0, 4])
+@pytest.mark.parametrize("size", [196, 224, 518])
+def test_position_interpolation_matches_transformers(
+    exported_518: dict[int, tuple[DinoViT, object]], registers: int, size: int
+) -> None:
+    """The exported encoder runs through transformers: off the native grid (196 px: 14x14,
+    224 px: 16x16 from 37x37) its outputs must be ours, not just at 518 px."""
+    ours, hf = exported_518[registers]
+    torch.manual_seed(size)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        mine = ours.norm(ours.forward_features(x)["x_prenorm"])
+        theirs = hf(pixel_values=x).last_hidden_state
+    assert mine.shape == theirs.shape == (2, 1 + registers + (size // 14) ** 2, 48)
+    torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=0)
+
+
+def test_drop_path_is_uniform_across_blocks() -> None:
+    """DINOv2 (drop_path_uniform) drops every block's branches at the configured rate."""
+    model = DinoViT(tiny_cfg(depth=4, drop_path_rate=0.1))
+    rates = [
+        getattr(getattr(block, name), "drop_prob", 0.0)
+        for block in model.blocks
+        for name in ("drop_path1", "drop_path2")
+    ]
+    assert rates == [0.1] * 8
+    assert all(
+        isinstance(getattr(b, n), torch.nn.Identity)
+        for b in DinoViT(tiny_cfg(depth=4)).blocks
+        for n in ("drop_path1", "drop_path2")
+    )

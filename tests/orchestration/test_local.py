@@ -97,6 +97,18 @@ def test_local_pipeline_ingests_versions_and_tracks(project):
     v2 = read_version(dvc_file_for(root, data))
     assert v2.md5 != v1.md5 and v2.files == v1.files + 2  # one image, one run record
     assert version_history(root, v2.md5) == [v2.md5, v1.md5]
+    # Scheduled retraining continues from the champion: encoder 2 started from encoder 1.
+    assert encoder.tags["cxrflow.init_from"] == "champion"
+    assert encoder.tags["cxrflow.init.source"] == "random"  # no champion before run 1
+    second = client.get_model_version("cxrflow-encoder", "2")
+    assert second.tags["cxrflow.init_from"] == "champion"
+    assert second.tags["cxrflow.init.model"] == "cxrflow-encoder:1"
+    assert second.tags["cxrflow.parent_models"] == "cxrflow-encoder:1"
+    assert len(second.tags["cxrflow.init.sha256"]) == 64
+    from cxrflow.lineage.model import model_lineage
+
+    tree = model_lineage("cxrflow-encoder", "2", client=client)
+    assert "cxrflow-encoder:1" in [n.label for n in tree.children]
     import pandas as pd
 
     m = pd.read_parquet(data / "manifest.parquet")

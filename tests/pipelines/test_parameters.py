@@ -92,7 +92,8 @@ def _kfp_type(cls, name):
     hint = typing.get_type_hints(cls)[name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     base = args[0] if args else hint
-    return str if base is Path else base
+    # Path and one-string value types (a `parse` classmethod) cross KFP as str
+    return str if base is Path or hasattr(base, "parse") else base
 
 
 @pytest.mark.parametrize("component, params", COMPONENTS, ids=lambda c: getattr(c, "name", ""))

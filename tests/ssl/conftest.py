@@ -72,3 +72,33 @@ def micro_config(**changes):
         checkpoint_every=100,
     )
     return preset("tiny", **{**base, **changes})
+
+
+def random_batch(cfg, batch_size: int = 4, seed: int = 0) -> dict:
+    """A training batch of random crops with real iBOT masks, shaped as the loop feeds it."""
+    import random
+
+    import torch
+
+    from cxrflow.ssl.masking import collate_masks
+
+    gen = torch.Generator().manual_seed(seed)
+    g, loc = cfg.global_size, cfg.local_size
+    global_crops = torch.randn(2 * batch_size, 3, g, g, generator=gen)
+    batch = {
+        "global_crops": global_crops,
+        "global_crops_teacher": global_crops.clone(),
+        "local_crops": torch.randn(cfg.n_local_crops * batch_size, 3, loc, loc, generator=gen),
+    }
+    grid = g // cfg.patch_size
+    masks = collate_masks(
+        batch_size,
+        2,
+        (grid, grid),
+        mask_ratio_min_max=cfg.mask_ratio,
+        mask_probability=cfg.mask_probability,
+        generator=random.Random(seed),
+    )
+    batch.update({k: masks[k] for k in ("masks", "mask_indices_list", "n_masked_patches")})
+    batch["masks_weight"] = masks["masks_weight"]
+    return batch

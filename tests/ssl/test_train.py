@@ -8,11 +8,14 @@ import torch
 import torch.multiprocessing as mp
 from transformers import AutoImageProcessor, AutoModel
 
+from cxrflow.ssl import train as train_module
 from cxrflow.ssl.checkpoint import load_checkpoint
 from cxrflow.ssl.data import PretrainDataError, StepSampler
+from cxrflow.ssl.losses import KoLeoLoss
+from cxrflow.ssl.meta_arch import SSLMetaArch
 from cxrflow.ssl.presets import PAPER
 from cxrflow.ssl.train import CHECKPOINT_DIR, pretrain
-from tests.ssl.conftest import micro_config
+from tests.ssl.conftest import micro_config, random_batch
 
 PAPER_SCALE = {"layerscale_init": PAPER.layerscale_init, "base_lr": PAPER.base_lr}
 
@@ -114,13 +117,82 @@ def test_two_process_gloo_run_equals_one_process_with_the_same_global_batch(
     _assert_same_weights(single["student"], ddp["student"], atol=1e-6)
     _assert_same_weights(single["teacher"], ddp["teacher"], atol=1e-6)
     assert torch.allclose(single["dino_loss"]["center"], ddp["dino_loss"]["center"], atol=1e-6)
-    # KoLeo runs on the gathered global batch: its gradient matches too. (Over more steps the
-    # runs drift apart: at initialisation the CLS tokens nearly coincide, and float noise
-    # flips KoLeo's nearest neighbours, a discontinuity, not a distributed-training error.)
-    single, ddp = _single_and_ddp(
-        micro_config(**PAPER_SCALE, steps=1, warmup_steps=0), image_dataset, tmp_path / "koleo"
-    )
-    _assert_same_weights(single["student"], ddp["student"], atol=1e-6)
+
+
+def _koleo_worker(rank: int, port: int, out) -> None:
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        model = SSLMetaArch(micro_config()).train()
+        batch = random_batch(model.cfg, batch_size=4, seed=rank)  # this rank's shard
+        with torch.no_grad():
+            cls = model.student["backbone"].forward_features(
+                batch["global_crops"], masks=batch["masks"]
+            )["x_norm_clstoken"]
+        alone = sum(float(KoLeoLoss()(c)) for c in cls.chunk(2))
+        losses = model.forward_backward(batch, 0.04)
+        model.dino_loss.apply_center_update()
+        model.ibot_loss.apply_center_update()
+        torch.save({"alone": alone, "koleo": losses["koleo_loss"]}, out / f"rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_koleo_is_computed_on_each_ranks_shard(tmp_path):
+    # As upstream: KoLeo on each GPU's own student CLS tokens (per global crop), no gather.
+    mp.spawn(_koleo_worker, args=(_free_port(), tmp_path), nprocs=2)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert got["koleo"] == pytest.approx(got["alone"], rel=1e-6), (rank, got)
+
+
+def test_last_layer_is_frozen_by_a_zero_learning_rate(image_dataset, tmp_path, monkeypatch):
+    # As upstream: the prototype layer keeps its gradients (so AdamW builds its moments and
+    # clipping counts it) while its learning rate is 0 for the first steps.
+    seen: dict = {}
+    build_optimizer = train_module.build_optimizer
+
+    def recording_build(groups, device):
+        seen["last"] = [p for g in groups if g["is_last_layer"] for p in g["params"]]
+        seen["initial"] = [p.detach().clone() for p in seen["last"]]
+        seen["optimizer"] = build_optimizer(groups, device)
+        return seen["optimizer"]
+
+    clipped: list[tuple[bool, float, float]] = []
+    clip_grad_norm = torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(parameters, max_norm, *args, **kwargs):
+        params = list(parameters)
+        last = {id(p) for p in seen["last"]}
+        if not last & {id(p) for p in params}:
+            return clip_grad_norm(params, max_norm, *args, **kwargs)
+        has_grads = all(p.grad is not None and bool(p.grad.any()) for p in seen["last"])
+        others = [p.grad.norm() for p in params if id(p) not in last and p.grad is not None]
+        without_last = float(torch.stack(others).norm())
+        norm = float(clip_grad_norm(params, max_norm, *args, **kwargs))
+        clipped.append((has_grads, norm, without_last))
+        return norm
+
+    monkeypatch.setattr(train_module, "build_optimizer", recording_build)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    steps: dict[int, tuple[bool, bool]] = {}
+
+    def on_metrics(step, metrics):
+        state = seen["optimizer"].state
+        unchanged = all(
+            torch.equal(p, q) for p, q in zip(seen["last"], seen["initial"], strict=True)
+        )
+        moments = all(p in state and bool(state[p]["exp_avg"].any()) for p in seen["last"])
+        steps[step] = (unchanged, moments)
+
+    cfg = micro_config(steps=3, freeze_last_layer_steps=2)
+    pretrain(cfg, image_dataset, tmp_path, on_metrics=on_metrics, progress=False)
+    assert steps == {1: (True, True), 2: (True, True), 3: (False, True)}
+    assert len(clipped) == 3
+    for has_grads, norm, without_last in clipped:
+        assert has_grads and norm > without_last
 
 
 def test_sampler_is_a_function_of_the_step():

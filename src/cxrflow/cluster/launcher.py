@@ -279,6 +279,12 @@ def collect_outcome(
     raise error(f"{problem} after the job succeeded (is {result_file.parent} shared?)")
 
 
+def _read_path(value: Any) -> Any:
+    """The file a parameter reads: a path, or a value's `local_path` (a registry init reads
+    none: the pods download it from MLflow)."""
+    return getattr(value, "local_path", value)
+
+
 def launch(
     stage: str,
     params: Any,
@@ -319,7 +325,7 @@ def launch(
         )
     check_shared_paths(
         settings.storage,
-        reads={name: getattr(params, name) for name in spec.reads},
+        reads={name: _read_path(getattr(params, name)) for name in spec.reads},
         writes={"out_dir": params.out_dir},
     )
     job = build_job(

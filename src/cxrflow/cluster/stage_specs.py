@@ -145,7 +145,7 @@ SPECS: dict[str, StageSpec] = {
         stage="pretrain",
         runtime="torch-distributed",
         runtime_key=None,
-        reads=("data_dir", "init_from"),
+        reads=("data_dir", "init"),
         outputs=(
             Output(
                 "encoder_dir",

@@ -21,6 +21,8 @@ from cxrflow.tags import (
     TAG_DEID_PROFILE,
     TAG_ENCODER_VERSION,
     TAG_GIT_COMMIT,
+    TAG_INIT_FROM,
+    TAG_INIT_PREFIX,
     TAG_MODEL_CARD,
     TAG_PARENTS,
     TAG_PIPELINE_PARAMS,
@@ -109,7 +111,18 @@ def build_model_card(
         fairness_tables=tuple(x for x in tables if x.key in _FAIRNESS_KEYS),
         cohort_tables=tuple(x for x in tables if x.key in _COHORT_KEYS),
         limitations=tuple(limitations),
+        initialisation=_initialisation(t) if kind == "encoder" else {},
     )
+
+
+def _initialisation(tags: dict[str, str]) -> dict[str, str]:
+    """The encoder's start as recorded by the pre-training stage (no file names or paths)."""
+    out = {"init": tags[TAG_INIT_FROM]} if TAG_INIT_FROM in tags else {}
+    for key, value in tags.items():
+        name = key.removeprefix(TAG_INIT_PREFIX)
+        if key.startswith(TAG_INIT_PREFIX) and name != "file" and "/" not in value:
+            out[name] = value
+    return out
 
 
 def write_model_card(card: ModelCard, markdown_path: Path, json_path: Path | None = None) -> Path:

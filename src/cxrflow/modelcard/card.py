@@ -54,6 +54,9 @@ class ModelCard:
     fairness_tables: tuple[Table, ...] = ()
     cohort_tables: tuple[Table, ...] = ()
     limitations: tuple[str, ...] = ()
+    # Where an encoder's training started (cxrflow.ssl.initialisation): init as asked, source
+    # format, sha256 of the weights, registered parent, departures from the preset.
+    initialisation: dict[str, str] = field(default_factory=dict)
     schema_version: int = CARD_SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 

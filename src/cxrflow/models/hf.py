@@ -1,14 +1,23 @@
-"""Interchange with Hugging Face `Dinov2Model` / `Dinov2WithRegistersModel` directories."""
+"""Interchange with Hugging Face `Dinov2Model` / `Dinov2WithRegistersModel` directories.
+
+Weight names are never hard-coded for one transformers version: the installed version's model
+is built on the meta device, and each of its state-dict keys is given a role (`hf_keys`), with
+transformers' own load-time renames as a fallback. Export loads our weights into that model
+strictly and lets its `save_pretrained` choose the on-disk names; import lets its
+`from_pretrained` apply its renames and maps the result back by role.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from transformers import (
     AutoConfig,
     Dinov2Config,
@@ -20,6 +29,7 @@ from transformers import (
 )
 
 from cxrflow.models.config import ViTConfig
+from cxrflow.models.hf_keys import CLS, POS, Alias, Part, conversion_aliases, role_of
 from cxrflow.models.preprocessing import (
     EncoderPreprocessing,
     make_image_processor,
@@ -31,15 +41,6 @@ log = logging.getLogger(__name__)
 
 # timm (and DINOv2) LayerNorm epsilon; HF configs carry theirs explicitly.
 LAYER_NORM_EPS = 1e-6
-
-# transformers <5 module names (still what `save_pretrained` writes to disk in 5.x) -> 5.x names.
-_LEGACY_NAMES = (
-    ("attention.attention.query.", "attention.q_proj."),
-    ("attention.attention.key.", "attention.k_proj."),
-    ("attention.attention.value.", "attention.v_proj."),
-    ("attention.output.dense.", "attention.o_proj."),
-    ("mlp.weights_out.", "mlp.down_proj."),
-)
 
 
 class CheckpointMismatchError(ValueError):
@@ -131,116 +132,157 @@ def _hf_model_class(hf_config: PretrainedConfig) -> type[PreTrainedModel]:
 # ---------------------------------------------------------------- weights
 
 
-def _rules(cfg: ViTConfig) -> list[tuple[str, tuple[str, ...]]]:
-    """(our key, HF keys) pairs; several HF keys are concatenated along dim 0."""
-    rules = [
-        ("patch_embed.proj.weight", ("embeddings.patch_embeddings.projection.weight",)),
-        ("patch_embed.proj.bias", ("embeddings.patch_embeddings.projection.bias",)),
-        ("mask_token", ("embeddings.mask_token",)),
-        ("norm.weight", ("layernorm.weight",)),
-        ("norm.bias", ("layernorm.bias",)),
+@dataclass(frozen=True)
+class HfLayout:
+    """How the installed transformers names the weights of one DINOv2 config, by role."""
+
+    model_class: type[PreTrainedModel]
+    roles: Mapping[str, Part]  # installed state-dict key -> which of our tensors it is
+    aliases: tuple[Alias, ...]  # transformers' own load-time renames (5.x), for unknown spellings
+
+
+def _where(model_class: type) -> str:
+    """`transformers 5.23.0 Dinov2Model`, for error messages."""
+    return f"transformers {transformers.__version__} {model_class.__name__}"
+
+
+def hf_layout(cfg: ViTConfig) -> HfLayout:
+    """Key roles of the installed transformers' model for `cfg`; raises if any key has none.
+
+    Both models are built on the meta device (no memory, milliseconds even for ViT-L) and
+    their empty weights are converted both ways, so a mismatch is found before any training.
+    """
+    hf_config = hf_config_from_vit(cfg)
+    model_class = _hf_model_class(hf_config)
+    with torch.device("meta"):
+        hf_model = model_class(hf_config)
+        ours = DinoViT(cfg)
+    hf_sd, our_sd = hf_model.state_dict(), ours.state_dict()
+    aliases = conversion_aliases(hf_model)
+    roles = {key: role_of(key, aliases) for key in hf_sd}
+    unknown = [key for key, role in roles.items() if role is None]
+    if unknown:
+        raise CheckpointMismatchError(
+            _where(model_class), {"installed keys with no known role": unknown}
+        )
+    layout = HfLayout(model_class, {k: r for k, r in roles.items() if r is not None}, aliases)
+    to_hf = _timm_to_hf(our_sd, cfg, layout)
+    back, problems = _hf_to_timm(hf_sd, cfg, layout)
+    problems["shape mismatch"] = [
+        f"{k}: {tuple(a.shape)} vs {tuple(b[k].shape)}"
+        for a_sd, b in ((to_hf, hf_sd), (back, our_sd))
+        for k, a in a_sd.items()
+        if k in b and a.shape != b[k].shape
     ]
-    if cfg.num_register_tokens:
-        rules.append(("reg_token", ("embeddings.register_tokens",)))
-    params = ["weight", "bias"] if cfg.qkv_bias else ["weight"]
-    for i in range(cfg.depth):
-        ours, hf = f"blocks.{i}.", f"encoder.layer.{i}."
-        for p in params:
-            qkv = tuple(f"{hf}attention.{n}_proj.{p}" for n in "qkv")
-            rules.append((f"{ours}attn.qkv.{p}", qkv))
-        for p in ("weight", "bias"):
-            rules += [
-                (f"{ours}norm1.{p}", (f"{hf}norm1.{p}",)),
-                (f"{ours}norm2.{p}", (f"{hf}norm2.{p}",)),
-                (f"{ours}attn.proj.{p}", (f"{hf}attention.o_proj.{p}",)),
-            ]
-            if cfg.ffn == "swiglu":
-                rules += [
-                    (f"{ours}mlp.fc1.{p}", (f"{hf}mlp.gate_proj.{p}", f"{hf}mlp.up_proj.{p}")),
-                    (f"{ours}mlp.fc2.{p}", (f"{hf}mlp.down_proj.{p}",)),
-                ]
-            else:
-                rules += [
-                    (f"{ours}mlp.fc1.{p}", (f"{hf}mlp.fc1.{p}",)),
-                    (f"{ours}mlp.fc2.{p}", (f"{hf}mlp.fc2.{p}",)),
-                ]
-        rules += [
-            (f"{ours}ls1.gamma", (f"{hf}layer_scale1.lambda1",)),
-            (f"{ours}ls2.gamma", (f"{hf}layer_scale2.lambda1",)),
-        ]
-    return rules
+    if any(problems.values()):
+        raise CheckpointMismatchError(f"{_where(model_class)} <-> DinoViT", problems)
+    return layout
 
 
-def _modern_names(hf_sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename transformers<5 (on-disk) keys to 5.x module names; split packed SwiGLU."""
-    out: dict[str, torch.Tensor] = {}
+def check_hf_export_compatible(cfg: ViTConfig) -> None:
+    """Raise `CheckpointMismatchError` now (not after training) unless export of `cfg` works."""
+    layout = hf_layout(cfg)
+    log.info("%s can hold %s exactly", _where(layout.model_class), cfg)
+
+
+def _join(pieces: Mapping[tuple[int, int], torch.Tensor]) -> torch.Tensor | None:
+    """Our tensor from its dim-0 chunks {(index, count): tensor}; None if incomplete or mixed."""
+    if set(pieces) == {(0, 1)}:
+        return pieces[(0, 1)]
+    counts = {count for _, count in pieces}
+    if len(counts) != 1:
+        return None
+    (count,) = counts
+    if set(pieces) != {(i, count) for i in range(count)}:
+        return None
+    return torch.cat([pieces[(i, count)] for i in range(count)], dim=0)
+
+
+def _hf_to_timm(
+    hf_sd: Mapping[str, torch.Tensor], cfg: ViTConfig, layout: HfLayout
+) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
+    """Our state dict from HF weights in any known spelling, and the HF keys left over."""
+    pieces: dict[str, dict[tuple[int, int], torch.Tensor]] = {}
+    sources: dict[str, list[str]] = {}
+    unexpected: list[str] = []
     for key, value in hf_sd.items():
-        for old, new in _LEGACY_NAMES:
-            key = key.replace(old, new)
-        if ".mlp.weights_in." in key:
-            gate, up = value.chunk(2, dim=0)
-            out[key.replace("weights_in", "gate_proj")] = gate
-            out[key.replace("weights_in", "up_proj")] = up
+        part = role_of(key, layout.aliases)
+        slot = pieces.setdefault(part.ours, {}) if part is not None else {}
+        if part is None or (part.index, part.count) in slot:
+            unexpected.append(key)  # unknown, or a second spelling of a tensor already seen
             continue
-        out[key] = value
+        slot[(part.index, part.count)] = value
+        sources.setdefault(part.ours, []).append(key)
+    wanted = {part.ours for part in layout.roles.values()}
+    out: dict[str, torch.Tensor] = {}
+    for ours, slot in pieces.items():
+        tensor = _join(slot)
+        if ours not in wanted:
+            unexpected += sources.get(ours, [])  # e.g. register tokens for a model without
+        elif tensor is not None:
+            out[ours] = tensor
+    missing = [
+        key
+        for key, part in layout.roles.items()
+        if part.ours not in out and (part.index, part.count) not in pieces.get(part.ours, {})
+    ]
+    if CLS in out and POS in out:
+        cls, pos = out.pop(CLS), out.pop(POS)
+        if cfg.num_register_tokens:
+            # timm's register layout: CLS position folded into the token, none for registers
+            out["cls_token"], out["pos_embed"] = cls + pos[:, :1], pos[:, 1:]
+        else:
+            out["cls_token"], out["pos_embed"] = cls, pos
+    else:
+        for half in (CLS, POS):  # one without the other cannot be converted: reported missing
+            out.pop(half, None)
+    return out, {"missing": sorted(missing), "unexpected": sorted(unexpected)}
+
+
+def _timm_to_hf(
+    sd: Mapping[str, torch.Tensor], cfg: ViTConfig, layout: HfLayout
+) -> dict[str, torch.Tensor]:
+    """The installed model's state dict from ours; every key on both sides is required."""
+    needed = {part.ours for part in layout.roles.values()} - {CLS, POS}
+    needed |= {"cls_token", "pos_embed"}
+    problems = {"missing": sorted(needed - set(sd)), "unexpected": sorted(set(sd) - needed)}
+    if any(problems.values()):
+        raise CheckpointMismatchError(
+            f"DinoViT state dict -> {_where(layout.model_class)}", problems
+        )
+    out: dict[str, torch.Tensor] = {}
+    for key, part in layout.roles.items():
+        if part.ours == CLS:
+            tensor = sd["cls_token"]
+        elif part.ours == POS:
+            tensor = sd["pos_embed"]
+            if cfg.num_register_tokens:
+                # the folded CLS already carries its position; HF adds position 0: make it zero
+                tensor = torch.cat([torch.zeros_like(tensor[:, :1]), tensor], dim=1)
+        else:
+            tensor = sd[part.ours]
+            if part.count > 1:
+                tensor = tensor.chunk(part.count, dim=0)[part.index]
+        out[key] = tensor.contiguous()
     return out
 
 
 def hf_to_timm_state_dict(
     hf_sd: Mapping[str, torch.Tensor], cfg: ViTConfig
 ) -> tuple[dict[str, torch.Tensor], dict[str, list[str]]]:
-    """Our state dict from HF weights, and the HF keys that were `missing` / `unexpected`."""
-    hf = _modern_names(hf_sd)
-    used: set[str] = set()
-    missing: set[str] = set()
-    out: dict[str, torch.Tensor] = {}
-    for ours, sources in _rules(cfg):
-        absent = [s for s in sources if s not in hf]
-        if absent:
-            missing.update(absent)
-            continue
-        used.update(sources)
-        tensors = [hf[s] for s in sources]
-        out[ours] = tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=0)
-    cls_key, pos_key = "embeddings.cls_token", "embeddings.position_embeddings"
-    absent = [k for k in (cls_key, pos_key) if k not in hf]
-    missing.update(absent)
-    if not absent:
-        used.update((cls_key, pos_key))
-        cls, pos = hf[cls_key], hf[pos_key]
-        if cfg.num_register_tokens:
-            # timm's register layout: CLS position folded into the token, none for registers
-            out["cls_token"] = cls + pos[:, :1]
-            out["pos_embed"] = pos[:, 1:]
-        else:
-            out["cls_token"], out["pos_embed"] = cls, pos
-    return out, {"missing": sorted(missing), "unexpected": sorted(set(hf) - used)}
+    """Our state dict from HF weights (on-disk or in-memory names of any transformers version).
+
+    Also returns the installed model's keys that were `missing` and the given keys that were
+    `unexpected` (unknown, duplicated or not part of `cfg`).
+    """
+    return _hf_to_timm(hf_sd, cfg, hf_layout(cfg))
 
 
 def timm_to_hf_state_dict(
     sd: Mapping[str, torch.Tensor], cfg: ViTConfig
 ) -> dict[str, torch.Tensor]:
-    """HF (transformers 5 module names) weights from our state dict; every key is required."""
-    problems = {
-        "missing": sorted(({k for k, _ in _rules(cfg)} | {"cls_token", "pos_embed"}) - set(sd)),
-    }
-    out: dict[str, torch.Tensor] = {}
-    used = {"cls_token", "pos_embed"}
-    for ours, sources in _rules(cfg):
-        if ours not in sd:
-            continue
-        used.add(ours)
-        parts = sd[ours].chunk(len(sources), dim=0) if len(sources) > 1 else (sd[ours],)
-        out.update(dict(zip(sources, parts, strict=True)))
-    problems["unexpected"] = sorted(set(sd) - used)
-    if problems["missing"] or problems["unexpected"]:
-        raise CheckpointMismatchError("DinoViT state dict -> HF", problems)
-    cls, pos = sd["cls_token"], sd["pos_embed"]
-    if cfg.num_register_tokens:
-        # the folded CLS already carries its position; HF adds position 0, so make it zero
-        pos = torch.cat([torch.zeros_like(pos[:, :1]), pos], dim=1)
-    out["embeddings.cls_token"], out["embeddings.position_embeddings"] = cls, pos
-    return {k: v.contiguous() for k, v in out.items()}
+    """The installed transformers' state dict for our weights; every key is required."""
+    return _timm_to_hf(sd, cfg, hf_layout(cfg))
 
 
 # ---------------------------------------------------------------- load / save
@@ -257,11 +299,12 @@ def load_hf_dinov2(path: Path | str, *, strict: bool = True) -> DinoViT:
         raise FileNotFoundError(f"not a model directory: {path}")
     hf_config = AutoConfig.from_pretrained(path, local_files_only=True)
     cfg = vit_config_from_hf(hf_config)
-    # transformers applies its own on-disk -> module renames (5.x: q/k/v/o_proj) here, so we
-    # map from the names it produces; its loading report is our first strictness check.
-    # Mis-shaped weights are reported (below) rather than raised by transformers, so that every
-    # problem is named in one error.
-    hf_model, info = _hf_model_class(hf_config).from_pretrained(
+    layout = hf_layout(cfg)
+    # The installed transformers applies its own on-disk -> module renames here (5.x: q/k/v/o_proj;
+    # none before), and we map whatever names it produces by role. Its loading report is our
+    # first strictness check; mis-shaped weights are reported (below) rather than raised by
+    # transformers, so that every problem is named in one error.
+    hf_model, info = layout.model_class.from_pretrained(
         path,
         local_files_only=True,
         output_loading_info=True,
@@ -275,13 +318,13 @@ def load_hf_dinov2(path: Path | str, *, strict: bool = True) -> DinoViT:
         "shape mismatch": {str(v) for v in mismatched.values()},
         "load errors": set(map(str, info.get("error_msgs", ()))),
     }
-    sd, convert = hf_to_timm_state_dict(hf_model.state_dict(), cfg)
+    sd, convert = _hf_to_timm(hf_model.state_dict(), cfg, layout)
     problems = {**file_problems, "not mapped": set(convert["missing"]) | set(convert["unexpected"])}
     if not strict:
         # keep our own init (e.g. zero mask token) instead of HF's random fill for absent weights
-        absent_hf = file_problems["missing from checkpoint"] | set(mismatched)
-        drop = {ours for ours, sources in _rules(cfg) if absent_hf.intersection(sources)}
-        if absent_hf & {"embeddings.cls_token", "embeddings.position_embeddings"}:
+        absent = file_problems["missing from checkpoint"] | set(mismatched)
+        drop = {layout.roles[k].ours for k in absent if k in layout.roles}
+        if drop & {CLS, POS}:
             drop |= {"cls_token", "pos_embed"}
         sd = {k: v for k, v in sd.items() if k not in drop}
     model = DinoViT(cfg)
@@ -291,7 +334,7 @@ def load_hf_dinov2(path: Path | str, *, strict: bool = True) -> DinoViT:
         if strict:
             raise CheckpointMismatchError(f"loading {path}", problems)
         log.warning("%s", CheckpointMismatchError(f"loading {path} (strict=False)", problems))
-    log.info("loaded %s: %s", path, cfg)
+    log.info("loaded %s with %s: %s", path, _where(layout.model_class), cfg)
     return model.eval()
 
 
@@ -315,13 +358,14 @@ def save_hf_dinov2(
         )
     out_dir = Path(out_dir)
     cfg = model.cfg
+    layout = hf_layout(cfg)  # names come from the installed transformers, checked before writing
     sd = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()}
-    hf_config = hf_config_from_vit(cfg)
-    hf_model = _hf_model_class(hf_config)(hf_config)
-    result = hf_model.load_state_dict(timm_to_hf_state_dict(sd, cfg), strict=False)
+    hf_sd = _timm_to_hf(sd, cfg, layout)
+    hf_model = layout.model_class(hf_config_from_vit(cfg))
+    result = hf_model.load_state_dict(hf_sd, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointMismatchError(
-            "DinoViT -> HF model",
+            f"DinoViT -> {_where(layout.model_class)}",
             {"missing": result.missing_keys, "unexpected": result.unexpected_keys},
         )
     hf_model.save_pretrained(out_dir)

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from timm.layers import GluMlp, Mlp
+import torch.nn.functional as F
+from timm.layers import DropPath, GluMlp, Mlp
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -36,12 +37,18 @@ def _swiglu_ffn(in_features: int, hidden_features: int, **kwargs: Any) -> nn.Mod
     )
 
 
+def _drop_path(rate: float) -> nn.Module:
+    return DropPath(rate) if rate > 0 else nn.Identity()
+
+
 class DinoViT(VisionTransformer):
     """ViT with DINOv2's mask token, `forward_features` dict and intermediate-layer API.
 
     The state dict is that of timm's `vit_*_patch14_dinov2` (or `_reg4_dinov2` with registers)
     plus `mask_token`. As in timm's register models, the CLS position embedding is folded into
     `cls_token` when registers are used (`no_embed_class`), so registers get no position.
+    Drop path is uniform over blocks and position embeddings are resampled as transformers'
+    `Dinov2Model` / `Dinov2WithRegistersModel` do (see `_resampled_pos_embed`).
     """
 
     def __init__(self, cfg: ViTConfig) -> None:
@@ -66,6 +73,11 @@ class DinoViT(VisionTransformer):
             attn_layer=DinoAttention,
         )
         self.cfg = cfg
+        # DINOv2 (drop_path_uniform) and HF drop every block at the same rate; timm's linear
+        # ramp from 0 would regularise the first blocks less than the run was configured for.
+        for block in self.blocks:
+            block.drop_path1 = _drop_path(cfg.drop_path_rate)
+            block.drop_path2 = _drop_path(cfg.drop_path_rate)
         # DINOv2 initialises the mask token to zeros; shape (1, D) as upstream and HF.
         self.mask_token = nn.Parameter(torch.zeros(1, cfg.embed_dim))
 
@@ -119,6 +131,45 @@ class DinoViT(VisionTransformer):
         x = self._pos_embed(x)
         x = self.patch_drop(x)
         return self.norm_pre(x)
+
+    def _resampled_pos_embed(self, h: int, w: int) -> torch.Tensor:
+        """Position embeddings for an h x w patch grid, resampled exactly as transformers does."""
+        # The exported encoder runs through transformers, so its resampling is the reference:
+        # bicubic in fp32 to the target grid, without antialiasing in `Dinov2Model`, with it in
+        # `Dinov2WithRegistersModel` (timm antialiases always). Upstream DINOv2's hub models use
+        # `interpolate_offset=0.1` (scale factor (n + 0.1) / M) instead, a deliberate departure:
+        # measured from 37x37 on a 2D sin-cos table (RMS 0.71), it differs from this by up to
+        # 0.26 at 14x14 and 0.24 at 16x16; timm's antialiased resampling by 0.35 and 0.25.
+        gh, gw = self.patch_embed.grid_size
+        # transformers skips the resampling at the native grid, except while tracing
+        if (h, w) == (gh, gw) and not torch.jit.is_tracing():
+            return self.pos_embed
+        n_prefix = 0 if self.no_embed_class else self.num_prefix_tokens
+        prefix, patches = self.pos_embed[:, :n_prefix], self.pos_embed[:, n_prefix:]
+        grid = patches.reshape(1, gh, gw, -1).permute(0, 3, 1, 2)
+        resampled = F.interpolate(
+            grid.float(),
+            size=(h, w),
+            mode="bicubic",
+            align_corners=False,
+            antialias=self.cfg.num_register_tokens > 0,
+        ).to(patches.dtype)
+        return torch.cat([prefix, resampled.permute(0, 2, 3, 1).reshape(1, h * w, -1)], dim=1)
+
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch grid (B, h, w, D) -> [CLS, registers, patches] with position embeddings."""
+        b, h, w, d = x.shape
+        pos = self._resampled_pos_embed(h, w)
+        x = x.reshape(b, h * w, d)
+        prefix = [self.cls_token.expand(b, -1, -1)]
+        if self.reg_token is not None:
+            prefix.append(self.reg_token.expand(b, -1, -1))
+        if self.no_embed_class:
+            # register layout: positions for patches only (CLS's is folded into cls_token)
+            x = torch.cat([*prefix, x + pos], dim=1)
+        else:
+            x = torch.cat([*prefix, x], dim=1) + pos
+        return self.pos_drop(x)
 
     def _run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """One block, checkpointed when enabled and gradients are being recorded."""

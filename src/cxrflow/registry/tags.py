@@ -98,7 +98,9 @@ class LineageTags:
 
     @property
     def encoder_version(self) -> str:
-        """The parent encoder's version ("" for an encoder)."""
+        """The parent encoder's version ("" for an encoder: its parent is its init)."""
+        if self.kind == "encoder":
+            return ""
         return next((p.version for p in self.parents if p.name == ENCODER_MODEL), "")
 
     def to_tags(self) -> dict[str, str]:

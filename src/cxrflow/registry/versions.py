@@ -23,6 +23,7 @@ from cxrflow.tags import (
     EVAL_RUN_TAG,
     METRIC_TAG_PREFIX,
     TAG_ENCODER_VERSION,
+    TAG_PARENTS,
 )
 from cxrflow.tracking import git_commit as current_git_commit
 
@@ -173,23 +174,23 @@ def register_stage_model(
     pipeline_run: str,
     params_digest: str,
     tags: dict[str, str] | None = None,
+    parents: Iterable[ParentModel] = (),
     client: Any = None,
 ) -> str:
     """Register a stage's model as the new `candidate`, with full lineage when it is known.
 
     Inside a pipeline run the lineage (data version, split digest, de-id profile, ...) comes
     from the upstream stages' MLflow runs; a head or report generator names as parent the
-    encoder version in its `cxrflow.encoder_version` tag. A stage run by hand (no pipeline
-    run, or upstream stages not recorded) still registers, with the tags it was given.
+    encoder version in its `cxrflow.encoder_version` tag, an encoder the registered encoder it
+    continued from (`parents`). A stage run by hand (no pipeline run, or upstream stages not
+    recorded) still registers, with the tags and parents it was given.
     """
     c = client or make_client()
     extra = {k: v for k, v in (tags or {}).items() if v}
     encoder_version = extra.get(TAG_ENCODER_VERSION, "")
-    parents = (
-        [ParentModel(ENCODER_MODEL, encoder_version)]
-        if kind != "encoder" and encoder_version
-        else []
-    )
+    parents = list(parents)
+    if kind != "encoder" and encoder_version:
+        parents.append(ParentModel(ENCODER_MODEL, encoder_version))
     if pipeline_run:
         try:
             lineage = lineage_for(
@@ -200,6 +201,8 @@ def register_stage_model(
             )
         except LineageTagsError as exc:
             log.warning("registering %s with partial lineage: %s", name, exc)
+    if parents:
+        extra[TAG_PARENTS] = ",".join(str(p) for p in parents)
     mv = _register(c, model_uri, name, extra)
     c.set_registered_model_alias(name, CANDIDATE, str(mv.version))
     return str(mv.version)

@@ -13,22 +13,12 @@ import copy
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from cxrflow.models.vit import DinoViT
 from cxrflow.ssl.heads import DINOHead
 from cxrflow.ssl.losses import DINOLoss, KoLeoLoss, iBOTPatchLoss
 from cxrflow.ssl.presets import PretrainConfig
-
-
-def _gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """All ranks' rows (autograd-aware), so that KoLeo sees the global batch as one process."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
 
 
 class SSLMetaArch(nn.Module):
@@ -50,12 +40,31 @@ class SSLMetaArch(nn.Module):
                 dim, cfg.prototypes, cfg.head_hidden_dim, cfg.head_bottleneck_dim
             )
         self.student = nn.ModuleDict(student)
-        self.teacher = copy.deepcopy(self.student)
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.teacher = self._build_teacher()
         self.dino_loss = DINOLoss(cfg.prototypes, cfg.student_temp)
         self.ibot_loss = iBOTPatchLoss(cfg.prototypes, cfg.student_temp)
         self.koleo_loss = KoLeoLoss()
+
+    def _build_teacher(self) -> nn.ModuleDict:
+        """The student's architecture and weights, without drop path, frozen and in eval mode."""
+        backbone = self.student["backbone"]
+        # As upstream: the teacher's backbone is built without drop path (a deep copy would
+        # keep the student's, and its targets would then be noisy in train mode).
+        # Its random init is overwritten at once: keep it from shifting the caller's RNG stream.
+        with torch.random.fork_rng(devices=[]):
+            teacher_backbone = type(backbone)(backbone.cfg.replace(drop_path_rate=0.0))
+        teacher_backbone.to(backbone.pos_embed.device).load_state_dict(backbone.state_dict())
+        heads = {name: copy.deepcopy(m) for name, m in self.student.items() if name != "backbone"}
+        teacher = nn.ModuleDict({"backbone": teacher_backbone, **heads})
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher.eval()
+
+    def train(self, mode: bool = True) -> SSLMetaArch:
+        """Set the student's (and the losses') mode; the teacher always stays in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
 
     @property
     def ibot_head_name(self) -> str:
@@ -108,8 +117,8 @@ class SSLMetaArch(nn.Module):
             batch["n_masked_patches"],
             batch["masks_weight"],
         )
-        cls_tokens = g["x_norm_clstoken"].chunk(2)
-        koleo = sum(self.koleo_loss(_gather_with_grad(c)) for c in cls_tokens)
+        # As upstream: on this rank's own CLS tokens, per global crop (no gather across ranks).
+        koleo = sum(self.koleo_loss(c) for c in g["x_norm_clstoken"].chunk(2))
         total = cfg.dino_weight * dino + cfg.ibot_weight * ibot + cfg.koleo_weight * koleo
         (total * loss_scale).backward()
         return {
@@ -119,10 +128,24 @@ class SSLMetaArch(nn.Module):
             "koleo_loss": float(koleo.detach()),
         }
 
+    def _ema_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(teacher, student) parameters paired by name."""
+        # A compiled student backbone names its parameters `_orig_mod.*`; the teacher's do not.
+        student = {
+            name.replace("_orig_mod.", ""): p.detach()
+            for name, p in self.student.named_parameters()
+        }
+        teacher = dict(self.teacher.named_parameters())
+        if student.keys() != teacher.keys():
+            raise RuntimeError(
+                f"student and teacher parameters differ: {sorted(set(student) ^ set(teacher))}"
+            )
+        names = list(teacher)
+        return [teacher[n] for n in names], [student[n] for n in names]
+
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
         """EMA of the student: teacher <- m teacher + (1 - m) student."""
-        s = [p.detach() for p in self.student.parameters()]
-        t = list(self.teacher.parameters())
+        t, s = self._ema_pairs()
         torch._foreach_mul_(t, momentum)
         torch._foreach_add_(t, s, alpha=1.0 - momentum)

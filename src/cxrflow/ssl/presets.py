@@ -32,6 +32,9 @@ class PretrainConfig:
     num_register_tokens: int = 0
     drop_path_rate: float = 0.0
     layerscale_init: float = 1e-5
+    # Whether a run must name its start (`init`): continual presets refuse to start from
+    # random weights unless `random` is asked for explicitly (cxrflow.ssl.initialisation).
+    init_required: bool = False
     # Heads (shared DINO/iBOT head by default, as DINOv2).
     prototypes: int = 1024
     head_hidden_dim: int = 256
@@ -72,7 +75,7 @@ class PretrainConfig:
     weight_decay_end: float = 0.4
     momentum_teacher: float = 0.992
     momentum_teacher_end: float = 1.0
-    freeze_last_layer_steps: int = -1  # -1: one epoch
+    freeze_last_layer_steps: int = -1  # last layer's LR is 0 for these steps; -1: one epoch
     clip_grad: float = 3.0
     layer_decay: float = 0.9
     patch_embed_lr_mult: float = 0.2
@@ -162,21 +165,29 @@ TINY = PretrainConfig(
     momentum_teacher=0.996,
 )
 
+# RAD-DINO: "60k training steps with a batch size of 640" and "trained for 100 epochs" make
+# an epoch 600 steps. Appendix E gives no warm-up lengths; DINOv2 states them in epochs
+# (10 for the LR, 30 for the teacher temperature, 1 for the last-layer freeze), so at 600-step
+# epochs: 6000, 18000 and 600 steps. (cxrflow <= stop 18 assumed DINOv2's 1250-step epochs:
+# 10k/30k, and froze the last layer for one pass over the data.) Continual by default:
+# `init_required` refuses a run that does not name its start.
 PAPER = PretrainConfig(
     model="vit_base",
     image_size=518,
     drop_path_rate=0.1,
+    init_required=True,
     prototypes=65536,
     head_hidden_dim=2048,
     head_bottleneck_dim=256,
     global_size=518,
     local_size=196,
     n_local_crops=8,
-    warmup_teacher_temp_steps=30 * 1000,
+    warmup_teacher_temp_steps=30 * 600,
     batch_size=640,
     steps=60_000,
     base_lr=1e-3,
-    warmup_steps=10 * 1000,
+    warmup_steps=10 * 600,
+    freeze_last_layer_steps=1 * 600,
     checkpoint_every=2500,
     log_every=50,
     num_workers=10,
@@ -188,8 +199,8 @@ PRESETS: dict[str, PretrainConfig] = {"tiny": TINY, "paper": PAPER}
 def preset(name: str, **changes: Any) -> PretrainConfig:
     """A named preset, optionally changed; unknown names are refused by name.
 
-    Changing `steps` alone rescales the warm-ups (LR and teacher temperature) in proportion,
-    so that a shorter or longer run keeps the preset's shape.
+    Changing `steps` alone rescales the warm-ups (LR and teacher temperature) and a fixed
+    last-layer freeze in proportion, so that a shorter or longer run keeps the preset's shape.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown pre-training preset {name!r}; known: {', '.join(PRESETS)}")
@@ -202,4 +213,8 @@ def preset(name: str, **changes: Any) -> PretrainConfig:
         changes.setdefault(
             "warmup_teacher_temp_steps", round(base.warmup_teacher_temp_steps * scale)
         )
+        if base.freeze_last_layer_steps > 0:
+            changes.setdefault(
+                "freeze_last_layer_steps", round(base.freeze_last_layer_steps * scale)
+            )
     return base.with_(**changes) if changes else base

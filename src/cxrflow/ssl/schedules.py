@@ -179,5 +179,5 @@ class Schedules:
         }
 
     def last_layer_frozen(self, it: int) -> bool:
-        """True during the first ``freeze_last_layer_iters`` iterations."""
+        """True while the last layer's learning rate is held at 0 (the first iterations)."""
         return it < self.freeze_last_layer_iters

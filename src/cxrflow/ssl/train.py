@@ -4,8 +4,8 @@ One code path for both: under torchrun each rank reads its slice of the same glo
 gradients are averaged across ranks after the backward pass (an all-reduce of one flat buffer
 per step; exact, and simple enough to audit), and every rank applies the same update, so the
 teacher EMA needs no communication. The iBOT masks of a step are drawn for the global batch
-and sliced per rank, and KoLeo sees the gathered global batch: a two-process run computes
-what one process computes with the same global batch.
+and sliced per rank. KoLeo, as upstream, sees each rank's own batch; without it, a two-process
+run computes what one process computes with the same global batch.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from cxrflow.models.hf import load_hf_dinov2, save_hf_dinov2
+from cxrflow.models.hf import save_hf_dinov2
+from cxrflow.models.vit import DinoViT
 from cxrflow.ssl.augment import MultiCropAugmentation, collate_multicrop
 from cxrflow.ssl.checkpoint import (
     LATEST,
@@ -236,7 +237,7 @@ def pretrain(
     data_dir: Path,
     out_dir: Path,
     *,
-    init_from: Path | None = None,
+    init: DinoViT | None = None,
     stop_after: int | None = None,
     on_metrics: MetricsCallback | None = None,
     device: torch.device | None = None,
@@ -244,7 +245,10 @@ def pretrain(
 ) -> PretrainResult:
     """Train (or resume from `out_dir/checkpoints/latest.pt`) and export the teacher encoder.
 
-    `stop_after` ends the run after that global step without exporting, as a kill would.
+    `init` is the student's starting backbone (architecture and weights, e.g. from
+    `cxrflow.ssl.initialisation`); None starts from a random `cfg.vit_config()`. A resumed run
+    takes its weights from the checkpoint instead. `stop_after` ends the run after that global
+    step without exporting, as a kill would.
     """
     env = distributed_env()
     device = device or default_device(env)
@@ -262,8 +266,7 @@ def pretrain(
     augmentation = build_augmentation(cfg, mean, std)
     dataset = MultiCropDataset(data_dir, rows, augmentation)
 
-    backbone = load_hf_dinov2(init_from, strict=True) if init_from is not None else None
-    model = SSLMetaArch(cfg, backbone).to(device)
+    model = SSLMetaArch(cfg, init).to(device)
     if cfg.compile:
         model.student["backbone"] = torch.compile(model.student["backbone"])  # type: ignore[assignment]
     optimizer = build_optimizer(
@@ -304,7 +307,6 @@ def pretrain(
     )
     grid = cfg.global_size // cfg.patch_size
     mask_generator = MaskingGenerator((grid, grid))
-    heads = [m for name, m in model.student.items() if name != "backbone"]
 
     step, accumulated = start, 0
     window_start, window_images = time.perf_counter(), 0
@@ -346,9 +348,8 @@ def pretrain(
             continue
 
         _all_reduce_gradients(model, env.world_size)
-        if schedules.last_layer_frozen(step):
-            for head in heads:
-                head.cancel_last_layer_gradients()
+        # The last layer's freeze is its learning rate of 0 (`last_layer_lr`), as upstream:
+        # its gradients stay, so AdamW's moments build up and clipping counts them.
         norms = {}
         for name, module in model.student.items():
             norms[f"grad_norm_{name}"] = float(

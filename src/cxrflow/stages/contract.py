@@ -7,7 +7,9 @@ per-node entry point (`to_argv` / `from_argv`), JSON for results that cross a pr
 (`to_json` / `from_json`), and the help text of the KFP run form and `--help` (`help_of`).
 
 Field types are limited to what crosses every boundary unchanged: str, int, float, bool and
-Path (optionally `| None`), plus dicts/lists of those in results.
+Path (optionally `| None`), plus dicts/lists of those in results; and value types written as
+one string, which declare a `parse(str)` classmethod that `str()` inverts (e.g. the
+pre-training `EncoderInit`).
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ def _convert(name: str, hint: Any, value: Any) -> Any:
             if text in ("false", "0", "no"):
                 return False
             raise ValueError("not a boolean")
+        if isinstance(base, type) and isinstance(value, base):
+            return value
+        if callable(getattr(base, "parse", None)):
+            return base.parse(str(value))
         if base in (int, float, str):
             if base is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError("not an integer")
@@ -104,7 +110,7 @@ def pick(cls: type[T], values: Mapping[str, Any], **overrides: Any) -> T:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Path):
+    if isinstance(value, Path) or callable(getattr(type(value), "parse", None)):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return to_json(value)

@@ -18,9 +18,18 @@ from typing import Any
 import torch
 
 from cxrflow.dataset import Dataset
+from cxrflow.models.hf import check_hf_export_compatible
 from cxrflow.registry.versions import register_stage_model
 from cxrflow.ssl.attention_maps import save_attention_figure
 from cxrflow.ssl.data import load_image
+from cxrflow.ssl.initialisation import (
+    EncoderInit,
+    InitSource,
+    continual_config,
+    initial_backbone,
+    require_init,
+    resolve_init,
+)
 from cxrflow.ssl.presets import PretrainConfig
 from cxrflow.ssl.presets import preset as named_preset
 from cxrflow.ssl.probe import probe_auprc
@@ -30,7 +39,6 @@ from cxrflow.tags import (
     ENCODER_MODEL,
     TAG_DATA_VERSION,
     TAG_GIT_COMMIT,
-    TAG_INIT_FROM,
     TAG_PIPELINE_PARAMS,
     TAG_PIPELINE_RUN,
     TAG_PRESET_MODEL,
@@ -40,6 +48,7 @@ from cxrflow.tracking import git_commit, log_dataset_version, params_digest, sta
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "pretrain_result.json"
+INIT_CACHE = "init"  # registered encoders an init names, downloaded once per run folder
 
 
 @dataclass(frozen=True)
@@ -53,8 +62,12 @@ class Params:
     steps: int = param(0, help="Training steps; 0 keeps the preset's.")
     batch_size: int = param(0, help="Global batch over all GPUs; 0 keeps the preset's.")
     seed: int = param(0, help="Random seed.")
-    init_from: Path | None = param(
-        None, help="Local Hugging Face DINOv2 directory to start from (empty: random init)."
+    init: EncoderInit | None = param(
+        None,
+        help="Where training starts: a Hugging Face DINOv2 directory, an upstream torch.hub "
+        ".pth, a timm checkpoint, models:/<name>@<alias> or models:/<name>/<version>, "
+        "'champion' (the champion encoder if there is one) or 'random'. Empty: the preset's "
+        "default (tiny: random; paper refuses to start without one).",
     )
     dvc_remote: str = param("", help="DVC remote of the data version, logged as its source.")
     pipeline_run: str = param("", help="The pipeline run this stage belongs to.")
@@ -75,10 +88,17 @@ class Params:
         """The parameters with `out_dir` the run's folder under `runs_dir`: one folder per data
         version and settings, so that a retried step resumes from its checkpoints."""
         params = pick(cls, {**(values or {}), **more}, out_dir=".")  # typed, validated
-        init = str(params.init_from or "")
+        init = str(params.init or "")
         return replace(
             params, out_dir=work_dir_for(Path(runs_dir), params.data_version, params.config(), init)
         )
+
+    def start(self) -> tuple[PretrainConfig, InitSource]:
+        """The init resolved and imported, and the preset adapted to its architecture."""
+        config = self.config()
+        init = require_init(config, self.init, self.preset)
+        source = resolve_init(init, Path(self.out_dir) / INIT_CACHE)
+        return continual_config(config, source)
 
 
 @dataclass(frozen=True)
@@ -121,19 +141,23 @@ def run(params: Params) -> Result | None:
     """
     import mlflow
 
-    config = params.config()
     dataset = Dataset(params.data_dir)
     out_dir = Path(params.out_dir)
-    init_from = Path(params.init_from) if params.init_from else None
+    config, source = params.start()  # before any training: a bad init fails in seconds
+    backbone = initial_backbone(config, source)
+    # ... and so does an export that this transformers could not write
+    check_hf_export_compatible(backbone.cfg if backbone is not None else config.vit_config())
     if rank() > 0:  # workers train; rank 0 also logs, exports and registers
-        pretrain(config, dataset.root, out_dir, init_from=init_from, progress=False)
+        pretrain(config, dataset.root, out_dir, init=backbone, progress=False)
         return None
     data_version = params.data_version
+    init_record = source.record()
     tags = {TAG_DATA_VERSION: data_version, TAG_GIT_COMMIT: git_commit()}
     with stage_run("pretrain", params.pipeline_run, tags=tags) as mlflow_run:
         logged: dict[str, Any] = {k: str(v) for k, v in config.to_dict().items()}
-        logged.update(data_version=data_version, init_from=str(init_from or "random"))
+        logged.update(data_version=data_version, **init_record)
         mlflow.log_params(logged)
+        mlflow.set_tags(source.tags())
         if params.dvc_remote:
             log_dataset_version(dataset.manifest_path, data_version, params.dvc_remote)
 
@@ -141,7 +165,7 @@ def run(params: Params) -> Result | None:
             config,
             dataset.root,
             out_dir,
-            init_from=init_from,
+            init=backbone,
             on_metrics=lambda step, m: mlflow.log_metrics(m, step=step),
         )
         assert result.encoder_dir is not None
@@ -195,15 +219,16 @@ def run(params: Params) -> Result | None:
                     **tags,
                     TAG_PIPELINE_RUN: params.pipeline_run,
                     TAG_PIPELINE_PARAMS: params_digest(logged),
-                    TAG_INIT_FROM: str(init_from or "random"),
                     TAG_PRESET_MODEL: config.model,
+                    **source.tags(),
                 },
+                parents=[source.parent] if source.parent else (),
             )
             log.info("registered %s version %s", ENCODER_MODEL, version)
     return Result(result.encoder_dir, version, mlflow_run.info.run_id, metrics)
 
 
-def work_dir_for(runs_dir: Path, data_version: str, config: PretrainConfig, init_from: str) -> Path:
+def work_dir_for(runs_dir: Path, data_version: str, config: PretrainConfig, init: str) -> Path:
     """Where a run keeps its checkpoints: one folder per data version and settings."""
-    digest = params_digest({**config.to_dict(), "init_from": init_from})
+    digest = params_digest({**config.to_dict(), "init": init})
     return runs_dir / f"pretrain-{data_version[:12]}-{digest}"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from cxrflow.ssl.losses.centering import CenteredTeacher, sinkhorn_knopp
+from cxrflow.ssl.losses.centering import CenteredTeacher, no_autocast, sinkhorn_knopp
 
 
 class DINOLoss(CenteredTeacher):
@@ -46,15 +46,17 @@ class DINOLoss(CenteredTeacher):
         n_teacher = len(teacher_probs_list)
         if n_teacher == 0 or len(student_logits_list) == 0:
             raise ValueError("need at least one student crop and one teacher view")
-        total = torch.zeros((), device=student_logits_list[0].device)
+        device = student_logits_list[0].device
+        total = torch.zeros((), device=device)
         n_pairs = 0
-        for i, student in enumerate(student_logits_list):
-            log_probs = F.log_softmax(student.float() / self.student_temp, dim=-1)
-            for j, target in enumerate(teacher_probs_list):
-                if i == j:
-                    continue
-                total = total - torch.sum(target.float() * log_probs, dim=-1).mean()
-                n_pairs += 1
+        with no_autocast(device):
+            for i, student in enumerate(student_logits_list):
+                log_probs = F.log_softmax(student.float() / self.student_temp, dim=-1)
+                for j, target in enumerate(teacher_probs_list):
+                    if i == j:
+                        continue
+                    total = total - torch.sum(target.float() * log_probs, dim=-1).mean()
+                    n_pairs += 1
         if n_pairs == 0:
             raise ValueError("no (student, teacher) pair of different views to compare")
         return total / n_pairs

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cxrflow.ssl.losses.centering import CenteredTeacher, sinkhorn_knopp
+from cxrflow.ssl.losses.centering import CenteredTeacher, no_autocast, sinkhorn_knopp
 
 
 def masks_weight_from(masks: torch.Tensor) -> torch.Tensor:
@@ -80,6 +80,7 @@ class iBOTPatchLoss(CenteredTeacher):
                 f"n_masked_patches={n} exceeds the rows given (student {student.shape[0]}, "
                 f"teacher {teacher.shape[0]}, masks_weight {masks_weight.shape[0]})"
             )
-        log_probs = F.log_softmax(student[:n].float() / self.student_temp, dim=-1)
-        cross = torch.sum(teacher[:n].float() * log_probs, dim=-1)
-        return -(cross * masks_weight[:n].to(cross)).sum() / masks.shape[0]
+        with no_autocast(student.device):
+            log_probs = F.log_softmax(student[:n].float() / self.student_temp, dim=-1)
+            cross = torch.sum(teacher[:n].float() * log_probs, dim=-1)
+            return -(cross * masks_weight[:n].to(cross)).sum() / masks.shape[0]
