@@ -110,6 +110,7 @@ def test_random_init_builds_nothing():
 
 def _register_encoder(tmp_path: Path, client) -> str:
     encoder = _encoder_dir(tmp_path / "registered")
+    mlflow.set_experiment("initialisation")  # not an experiment id another test left behind
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
             name="encoder", python_model=EncoderPyfunc(), artifacts={"encoder": str(encoder)}
@@ -118,7 +119,10 @@ def _register_encoder(tmp_path: Path, client) -> str:
     return str(mv.version)
 
 
-def test_champion_is_random_until_there_is_one_then_the_registered_encoder(tracking, tmp_path):
+def test_champion_is_random_until_there_is_one_then_the_registered_encoder(
+    tracking, tmp_path, monkeypatch
+):
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     first = resolve_init(EncoderInit.parse("champion"), tmp_path / "cache")
     assert first.is_random and "no cxrflow-encoder@champion" in first.note
 
