@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format pipeline clean-demo browser ocr
+.PHONY: install demo test lint format pipeline clean-demo browser ocr postgres cluster-sim
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,9 +36,21 @@ ocr:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null; \
 	  else echo "tesseract missing: run 'sudo apt-get install tesseract-ocr' for the burned-in text check"; fi; }
 
-## The test suite.
-test: $(STAMP) browser ocr
-	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+## Debian's PostgreSQL server for the cluster simulation (installed once, as root).
+postgres:
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "postgresql missing: run 'sudo apt-get install postgresql' for the cluster simulation"; fi; }
+
+## The test suite (the cluster simulation included; its tests share one set of services).
+test: $(STAMP) browser ocr postgres
+	$(PY) -m pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+## The cluster profile, locally: PostgreSQL + MLflow (basic auth) + an S3 server, and the
+## training pipeline with every step run as a pod would run it (tests/cluster_sim).
+cluster-sim: $(STAMP) ocr postgres
+	$(PY) -m pytest -v -m cluster_sim tests/cluster_sim $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -52,5 +64,6 @@ format: $(STAMP)
 pipeline: $(STAMP)
 	$(VENV)/bin/cxrflow compile
 
+## Everything the demo made, its data versions included (the key in .cxrflow/ stays).
 clean-demo:
-	rm -rf demo data .cxrflow/kfp mlflow.db mlruns
+	rm -rf demo data data.dvc .cxrflow/kfp .cxrflow/dvc-remote .dvc/cache .dvc/tmp mlflow.db mlruns

@@ -7,11 +7,15 @@ signature agrees with the declarations (tests/pipelines/test_parameters.py).
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from dataclasses import MISSING, fields
+from types import MappingProxyType
 
 from cxrflow.cluster.dispatch import JobOptions
 from cxrflow.stages import gate, heads, ingest, pretrain, publish, report, split, version
 from cxrflow.stages.contract import help_of
+from pipelines.kubernetes import CHECKPOINT_MOUNT, DATA_MOUNT
 
 # Pipeline parameter -> (the dataclass that declares it, its field there).
 DECLARED: dict[str, tuple[type, str]] = {
@@ -87,3 +91,52 @@ def docstring(summary: str, names: list[str]) -> str:
     lines = [summary, "", "Args:"]
     lines += [f"    {n}: {help_text(n)}" for n in names]
     return "\n".join(lines) + "\n"
+
+
+# Parameter profiles: values on top of the pipeline's defaults, chosen with
+# `cxrflow submit --profile NAME`. `demo` is the pipeline's defaults (tiny presets, paths for a
+# laptop); `production` is what a cluster run uses, and what k8s/recurring-run.yaml sets (a test
+# holds the two equal).
+DEMO: Mapping[str, object] = MappingProxyType({})
+PRODUCTION: Mapping[str, object] = MappingProxyType(
+    {
+        # The inbox and the dataset on the data volume; the dataset sits inside the DVC project
+        # (repo_root), which the versioning step initialises there on the first run.
+        "inbox": f"{DATA_MOUNT}/inbox",
+        "data_dir": f"{DATA_MOUNT}/dataset",
+        "repo_root": DATA_MOUNT,
+        # Empty: the pods take the remote from the cxrflow-pipeline-config ConfigMap.
+        "dvc_remote": "",
+        # Checkpoints on the volume the GPU steps, launchers and job nodes share.
+        "runs_dir": f"{CHECKPOINT_MOUNT}/runs",
+        "pretrain_preset": "paper",
+        # Continual training: run N+1 starts from run N's champion encoder.
+        "pretrain_init": "champion",
+        "heads_preset": "paper",
+        "report_preset": "paper",
+    }
+)
+PROFILES: Mapping[str, Mapping[str, object]] = MappingProxyType(
+    {"demo": DEMO, "production": PRODUCTION}
+)
+
+
+def profile(name: str) -> dict[str, object]:
+    """The parameter values of profile `name`; ValueError naming the known profiles if none."""
+    if name not in PROFILES:
+        raise ValueError(f"profile: {name!r} is not a profile (known: {', '.join(PROFILES)})")
+    return dict(PROFILES[name])
+
+
+def check_profile(values: Mapping[str, object], signature: inspect.Signature) -> None:
+    """Refuse a profile value whose name is not a declared pipeline parameter, or whose type is
+    not the parameter's (bool is not an int; an int is a float)."""
+    for name, value in values.items():
+        if name not in signature.parameters or name not in {*DECLARED, *PIPELINE_ONLY}:
+            raise ValueError(f"{name}: not a declared pipeline parameter")
+        kind = signature.parameters[name].annotation
+        ok = (isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)) or (
+            kind is float and isinstance(value, int) and not isinstance(value, bool)
+        )
+        if not ok:
+            raise ValueError(f"{name}: {value!r} is not of type {getattr(kind, '__name__', kind)}")

@@ -5,7 +5,13 @@ from pathlib import Path
 from kfp import compiler, dsl
 
 from components.shard import ingest_shard, merge_ingest_shards, plan_ingest_shards
-from pipelines.kubernetes import apply_common_settings, apply_ingest_resources
+from pipelines.kubernetes import (
+    STANDARD,
+    apply_common_settings,
+    apply_ingest_resources,
+    apply_phi_label,
+    apply_resources,
+)
 
 PIPELINE_NAME = "cxrflow-sharded-ingest"
 COMPILED = Path(__file__).with_name("sharded_ingest.yaml")
@@ -44,6 +50,8 @@ def sharded_ingest_pipeline(
         pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     )
     apply_common_settings(plan, deid_key=True)
+    apply_resources(plan, STANDARD)
+    apply_phi_label(plan)  # it reads the inbox and holds the key
     plan.set_caching_options(False)
     plan.set_display_name("plan shards")
     with dsl.ParallelFor(plan.output) as shard:
@@ -66,6 +74,7 @@ def sharded_ingest_pipeline(
         one.set_caching_options(False)
         one.set_display_name("ingest shard")
         apply_ingest_resources(one)
+        apply_phi_label(one)
     merge = merge_ingest_shards(
         shard_dirs=dsl.Collected(one.output),
         data_dir=data_dir,
@@ -76,6 +85,7 @@ def sharded_ingest_pipeline(
     merge.set_caching_options(False)
     merge.set_display_name("merge shards")
     apply_ingest_resources(merge)
+    apply_phi_label(merge)  # it handles every image of the inbox, as the shards do
     return merge.outputs["dataset"]
 
 

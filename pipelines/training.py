@@ -5,10 +5,15 @@ ingest + de-identify -> split by subject -> version the data (DVC) -> DINOv2 pre
 """
 
 import inspect
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+import yaml
 from kfp import compiler, dsl
 
+from components import images
 from components.data_version import version_data
 from components.evaluate import evaluate
 from components.gate import data_gate
@@ -22,12 +27,19 @@ from components.split import split
 from cxrflow.cluster.config import GpuPool
 from cxrflow.stages.publish import DEFAULT_GATE
 from pipelines.kubernetes import (
+    CPU_TRAINING,
+    GPU,
+    LAUNCHER,
+    SMALL,
+    STANDARD,
     apply_common_settings,
     apply_gpu_settings,
     apply_ingest_resources,
     apply_launcher_settings,
+    apply_phi_label,
+    apply_resources,
 )
-from pipelines.parameters import docstring
+from pipelines.parameters import PROFILES, check_profile, docstring
 
 PIPELINE_NAME = "cxrflow-training"
 COMPILED = Path(__file__).with_name("training.yaml")
@@ -122,6 +134,7 @@ def _training_pipeline(
     ingest_task.set_caching_options(False)
     ingest_task.set_display_name("ingest + de-identify")
     apply_ingest_resources(ingest_task)
+    apply_phi_label(ingest_task)  # raw DICOM and the key: egress only to the listed services
 
     split_task = split(
         dataset=ingest_task.outputs["dataset"],
@@ -282,6 +295,17 @@ def _training_pipeline(
         )
     for task in (launch_task, report_launch_task):
         apply_launcher_settings(task, checkpoint_pvc="cxrflow-checkpoints")
+    # Requests the scheduler can plan with, limits that bound a runaway step (ingestion has set
+    # its own above).
+    for resources, tasks in (
+        (SMALL, (gate_task, publish_task)),
+        (STANDARD, (split_task, version_task, evaluate_task)),
+        (LAUNCHER, (launch_task, report_launch_task)),
+        (CPU_TRAINING, (heads_task,)),
+        (GPU, (pretrain_task, report_task)),
+    ):
+        for task in tasks:
+            apply_resources(task, resources)
 
 
 _training_pipeline.__doc__ = docstring(
@@ -293,7 +317,64 @@ training_pipeline = dsl.pipeline(
 )(_training_pipeline)
 
 
-def compile_pipeline(path: Path = COMPILED) -> Path:
-    """Compile the pipeline to KFP IR YAML."""
-    compiler.Compiler().compile(training_pipeline, str(path))
+# Every profile names declared parameters with values of their declared types (checked at
+# import, so a drift fails `cxrflow compile` and the tests, not a run on the cluster).
+for _profile in PROFILES.values():
+    check_profile(_profile, inspect.signature(_training_pipeline))
+
+
+def _walk_strings(node: Any, replace: dict[str, str], counts: dict[str, int]) -> Any:
+    """`node` with every string equal to a key of `replace` replaced; counts the hits."""
+    if isinstance(node, dict):
+        return {k: _walk_strings(v, replace, counts) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_walk_strings(v, replace, counts) for v in node]
+    if isinstance(node, str) and node in replace:
+        counts[node] += 1
+        return replace[node]
+    return node
+
+
+def rebind_images(docs: Iterable[dict[str, Any]], registry: str, tag: str) -> list[dict[str, Any]]:
+    """The compiled IR documents with the project images moved to `registry`/`tag`.
+
+    The components were decorated with the images of components/images.py at import; this
+    rewrites every executor image and every launcher `job_image` constant (any IR string that is
+    exactly one of those images), then checks that every executor runs a rebound image and that
+    no reference to the images bound at import is left.
+    """
+    bound = {images.CPU_IMAGE: "cxrflow-cpu", images.CUDA_IMAGE: "cxrflow-cuda"}
+    replace = {old: images.image(name, registry, tag) for old, name in bound.items()}
+    counts = dict.fromkeys(replace, 0)
+    out = [_walk_strings(doc, replace, counts) for doc in docs]
+    spec = out[0]
+    wanted = set(replace.values())
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        got = executor.get("container", {}).get("image")
+        if got not in wanted:
+            raise ValueError(f"{name}: image {got!r} was not rebound to {registry}/...:{tag}")
+    if sum(counts.values()) == 0:
+        raise ValueError(f"no image of {', '.join(bound)} found in the compiled pipeline")
+    left = [old for old in bound if old not in wanted and old in yaml.safe_dump_all(out)]
+    if left:
+        raise ValueError(f"{left[0]}: still referenced after rebinding to {registry}")
+    return out
+
+
+def compile_pipeline(
+    path: Path = COMPILED, *, registry: str | None = None, tag: str | None = None
+) -> Path:
+    """Compile the pipeline to KFP IR YAML, its images in `registry`/`tag` when given."""
+    if registry is None and tag is None:
+        compiler.Compiler().compile(training_pipeline, str(path))
+        return path
+    # Validate before compiling, so a bad option fails fast and names itself.
+    registry = images.check_registry(images.REGISTRY if registry is None else registry)
+    tag = images.check_tag(images.TAG if tag is None else tag)
+    with tempfile.TemporaryDirectory(prefix="cxrflow-compile-") as tmp:
+        plain = Path(tmp) / "training.yaml"
+        compiler.Compiler().compile(training_pipeline, str(plain))
+        docs = [d for d in yaml.safe_load_all(plain.read_text()) if d]
+    rebound = rebind_images(docs, registry, tag)
+    Path(path).write_text(yaml.safe_dump_all(rebound, sort_keys=True))
     return path

@@ -189,11 +189,33 @@ def demo(
 @app.command()
 def compile(
     out: Annotated[Path | None, typer.Option(help="Where to write the pipeline YAML.")] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            help="Image registry of the pipeline's images, e.g. registry.example.org/team "
+            "(default: $CXRFLOW_IMAGE_REGISTRY, else ghcr.io/cxrflow)."
+        ),
+    ] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option(help="Image tag (default: $CXRFLOW_IMAGE_TAG, else the package version)."),
+    ] = None,
 ) -> None:
     """Compile the training pipeline to KFP IR YAML (pipelines/training.yaml by default)."""
+    from components.images import check_registry, check_tag
     from pipelines.training import COMPILED, compile_pipeline
 
-    console.print(str(compile_pipeline(out or COMPILED)))
+    # Checked here as well as in compile_pipeline, so the error names the option.
+    for option, value, check in (
+        ("--registry", registry, check_registry),
+        ("--tag", tag, check_tag),
+    ):
+        if value is not None:
+            try:
+                check(value)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint=option) from exc
+    console.print(str(compile_pipeline(out or COMPILED, registry=registry, tag=tag)))
 
 
 @app.command("split")
@@ -232,21 +254,37 @@ data_app = typer.Typer(help="Versioned data (DVC).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
+def _versioning_failed(exc: Exception) -> typer.Exit:
+    """One line on stderr and exit code 1: a data command failed, nothing was changed."""
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
 @data_app.command("checkout")
 def data_checkout(
-    version: Annotated[str, typer.Argument(help="Data version: the DVC md5 of the directory.")],
+    version: Annotated[
+        str,
+        typer.Argument(help="Data version: the DVC md5 of the directory (or a unique prefix)."),
+    ],
     data_dir: Annotated[Path, typer.Option(help="The DVC-tracked dataset directory.")] = Path(
         "data"
     ),
+    force: Annotated[
+        bool, typer.Option(help="Replace files that no data version records (they are lost).")
+    ] = False,
 ) -> None:
-    """Restore the dataset directory to an earlier version from the DVC remote."""
-    from cxrflow.versioning import VersioningError, checkout_version
+    """Restore the dataset directory to a data version; on any error it stays as it was."""
+    from cxrflow.versioning import VersioningError, checkout_version, dvc_project_for
 
     try:
-        v = checkout_version(Path.cwd(), version, data_dir)
+        # A data directory outside the working directory (a volume) has its project beside it.
+        project = dvc_project_for(Path.cwd(), data_dir)
+        v = checkout_version(project, version, data_dir, force=force)
     except VersioningError as exc:
-        raise typer.BadParameter(str(exc), param_hint="VERSION") from exc
-    console.print(f"{data_dir} is now at data version {v.md5} ({v.files} files)")
+        raise _versioning_failed(exc) from None
+    console.print(
+        f"{data_dir} is now at data version {v.md5} ({v.files} files)", markup=False, soft_wrap=True
+    )
 
 
 @data_app.command("history")
@@ -256,11 +294,30 @@ def data_history(
     ),
 ) -> None:
     """Print the chain of data versions from the current one back to the first."""
-    from cxrflow.versioning import dvc_file_for, read_version, version_history
+    from cxrflow.versioning import (
+        VersioningError,
+        dvc_file_for,
+        dvc_project_for,
+        read_version,
+        version_history,
+    )
 
-    current = read_version(dvc_file_for(Path.cwd(), data_dir))
-    for i, md5 in enumerate(version_history(Path.cwd(), current.md5)):
-        console.print(("* " if i == 0 else "  ") + md5)
+    try:
+        project = dvc_project_for(Path.cwd(), data_dir)
+        current = read_version(dvc_file_for(project, data_dir))
+        history = version_history(project, current.md5)
+    except VersioningError as exc:
+        raise _versioning_failed(exc) from None
+    for i, md5 in enumerate(history):
+        console.print(("* " if i == 0 else "  ") + md5, markup=False)
+    if history.missing is not None:
+        # A recorded parent nobody holds (e.g. a version never pushed): the known chain ends.
+        console.print(
+            f"  parent {history.missing.md5} is not in the cache or the remote "
+            f"(recorded by {history.missing.recorded_by})",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("pretrain")
@@ -403,9 +460,14 @@ def _print_tree(build: Callable[[], Any], as_json: bool) -> None:
     try:
         tree = build()
     except (MlflowException, ValueError) as exc:
-        console.print(f"[red]lineage: {exc}[/red]")
+        Console(stderr=True).print(f"lineage: {exc}", style="red", markup=False, soft_wrap=True)
         raise typer.Exit(1) from exc
-    console.print(tree.to_json() if as_json else tree.to_text(), markup=False)
+    if as_json:
+        # Not through rich: it wraps long strings at the console width, and a wrapped string
+        # is no longer JSON for whatever reads the pipe.
+        typer.echo(tree.to_json())
+        return
+    console.print(tree.to_text(), markup=False)
 
 
 @lineage_app.command("model")
@@ -499,6 +561,13 @@ def _cluster_errors() -> tuple[type[Exception], ...]:
 def submit(
     host: HostOpt,
     param: ParamOpt = None,
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="Parameter profile: demo (the pipeline's defaults) or production (paper "
+            "presets, continual init, paths on the cluster volumes); --param wins over it."
+        ),
+    ] = "demo",
     experiment: Annotated[str, typer.Option(help="KFP experiment.")] = "cxrflow",
     pipeline_yaml: Annotated[Path | None, typer.Option(help="Compiled pipeline.")] = None,
     token_path: TokenOpt = None,
@@ -507,12 +576,13 @@ def submit(
     """Compile and submit a training run to Kubeflow Pipelines."""
     from cxrflow.orchestration.params import parse_params
     from cxrflow.orchestration.submit import submit_run
+    from pipelines.parameters import profile as profile_values
 
     try:
         yaml_path = _pipeline_yaml(pipeline_yaml)
         run_id = submit_run(
             host,
-            parse_params(param or [], yaml_path),
+            {**profile_values(profile), **parse_params(param or [], yaml_path)},
             experiment=experiment,
             pipeline_yaml=yaml_path,
             token_path=token_path,
@@ -532,6 +602,10 @@ def schedule(
         "k8s/recurring-run.yaml"
     ),
     param: ParamOpt = None,
+    profile: Annotated[
+        str,
+        typer.Option(help="Parameter profile under the spec's parameters and --param."),
+    ] = "production",
     pipeline_yaml: Annotated[Path | None, typer.Option(help="Compiled pipeline.")] = None,
     token_path: TokenOpt = None,
     namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user).")] = None,
@@ -539,6 +613,7 @@ def schedule(
     """Upload the pipeline version and create a recurring run bound to it."""
     from cxrflow.orchestration.params import parse_params
     from cxrflow.orchestration.submit import schedule_run
+    from pipelines.parameters import profile as profile_values
 
     try:
         yaml_path = _pipeline_yaml(pipeline_yaml)
@@ -549,6 +624,7 @@ def schedule(
             pipeline_yaml=yaml_path,
             version_name=version_name,
             params=parse_params(param or [], yaml_path),
+            profile=profile_values(profile),
             token_path=token_path,
             namespace=namespace,
         )

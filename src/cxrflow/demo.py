@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cxrflow.keys import KEY_FILE_ENV_VAR, create_key_file
 from cxrflow.orchestration.local import LocalSettings, run_pipeline_locally
-from cxrflow.versioning import dvc_file_for, read_version
+from cxrflow.versioning import dvc_file_for, known_version, read_version
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,27 @@ def add_new_images(config: DemoConfig, console: Console) -> None:
     )
 
 
+def set_aside_dangling_version(config: DemoConfig, console: Console) -> None:
+    """Move aside a `.dvc` file naming a version that neither the DVC cache nor remote holds.
+
+    Otherwise the demo's first version would record it as its parent, and `cxrflow data
+    history` would name a version nobody can restore. The file is moved, not deleted.
+    """
+    dvc_file = dvc_file_for(config.root, config.data_dir)
+    if not dvc_file.is_file():
+        return
+    md5 = read_version(dvc_file).md5
+    if known_version(config.root, md5):
+        return
+    aside = config.root / ".cxrflow" / f"{dvc_file.name}.unknown-{md5[:12]}"
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    dvc_file.replace(aside)
+    console.print(
+        f"{dvc_file.name} named data version {md5}, which neither the DVC cache nor the "
+        f"remote holds; moved it to {aside}, so the demo starts a new version history."
+    )
+
+
 def _pipeline_params(config: DemoConfig) -> dict[str, object]:
     return {
         "inbox": str(config.inbox),
@@ -139,6 +160,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, ob
     key_file = ensure_demo_key(config, console)
     os.environ[KEY_FILE_ENV_VAR] = str(key_file)
     ensure_phantom(config, console)
+    set_aside_dangling_version(config, console)
     settings = LocalSettings.default(config.root)
     console.rule("run 1: the first data version")
     run_pipeline_locally(settings, _pipeline_params(config))

@@ -320,7 +320,7 @@ def test_two_nodes_train_under_torchrun_and_the_launcher_collects_the_encoder(tm
     def run_nodes(job: dict[str, Any]) -> None:
         trainer = job["spec"]["trainer"]
         port = str(_free_port())
-        job_env = {e["name"]: e["value"] for e in trainer["env"]}
+        job_env = {e["name"]: e["value"] for e in trainer["env"] if "value" in e}
         nodes = [
             subprocess.Popen(
                 [torchrun, *trainer["command"][1:]],

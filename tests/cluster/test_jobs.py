@@ -89,13 +89,22 @@ def test_trainjob_has_the_fields_the_api_requires(nodes, runtime):
     assert trainer["image"] == IMAGE
     for part in ("requests", "limits"):
         assert trainer["resourcesPerNode"][part]["nvidia.com/gpu"] == str(GPUS)
-    env = {e["name"]: e["value"] for e in trainer["env"]}
+    env = {e["name"]: e["value"] for e in trainer["env"] if "value" in e}
     assert env["CXRFLOW_WORLD_SIZE"] == str(nodes * GPUS) == str(cfg.world_size)
+    # MLflow credentials: each pod reads the Secret; no value is copied into the job.
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in trainer["env"] if "valueFrom" in e}
+    assert refs == {
+        "MLFLOW_TRACKING_USERNAME": {"name": "cxrflow-mlflow-auth", "key": "username"},
+        "MLFLOW_TRACKING_PASSWORD": {"name": "cxrflow-mlflow-auth", "key": "password"},
+    }
     assert trainer["command"][-len(ARGS) - 1 :] == ["cxrflow", *ARGS]
     if runtime == "torch-distributed":
         assert trainer["command"][:2] == ["torchrun", "--no-python"]
     else:
         assert trainer["command"][:3] == ["mpirun", "--hostfile", "/etc/mpi/hostfile"]
+        # mpirun starts the other nodes' processes outside their container's environment.
+        exported = trainer["command"][trainer["command"].index("-x") :]
+        assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(exported)
 
 
 @pytest.mark.parametrize("nodes", NODES)

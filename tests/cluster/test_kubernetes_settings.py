@@ -8,6 +8,9 @@ from cxrflow.cluster.config import ClusterConfigError, GpuPool
 from cxrflow.keys import KEY_FILE_ENV_VAR
 from pipelines.kubernetes import (
     DEID_KEY_MOUNT,
+    MLFLOW_AUTH_SECRET,
+    OBJECT_STORE_SECRET,
+    TaskResources,
     apply_common_settings,
     apply_gpu_settings,
 )
@@ -108,7 +111,12 @@ def test_key_secret_is_a_file_on_the_ingest_task_only(ir):
     container = spec["deploymentSpec"]["executors"]["exec-cpu-step"]["container"]
     assert KEY_FILE_ENV_VAR not in str(container.get("env", []))
     assert "secretAsVolume" not in k8s["exec-gpu-step"]
-    assert "secretAsEnv" not in k8s["exec-cpu-step"]
+    # Secrets as env vars are credentials of services, never the de-id key.
+    for name in ("exec-cpu-step", "exec-gpu-step"):
+        assert {e["secretName"] for e in k8s[name]["secretAsEnv"]} == {
+            OBJECT_STORE_SECRET,
+            MLFLOW_AUTH_SECRET,
+        }
 
 
 @pytest.mark.parametrize(
@@ -122,3 +130,10 @@ def test_bad_gpu_settings_are_refused_by_name(kwargs, field):
         @dsl.pipeline(name="bad")
         def bad() -> None:
             apply_gpu_settings(gpu_step(x="a"), POOL, **args)
+
+
+@pytest.mark.parametrize("field", ["cpu_request", "cpu_limit", "memory_request", "memory_limit"])
+def test_bad_task_resources_are_refused_by_name(field):
+    values = {"cpu_request": "1", "cpu_limit": "2", "memory_request": "1Gi", "memory_limit": "2Gi"}
+    with pytest.raises(ClusterConfigError, match=f"^{field}:"):
+        TaskResources(**{**values, field: "lots"})

@@ -24,7 +24,13 @@ from tests.cluster.conftest import (
 SCHEMA_VERSIONS = ("1.30.0", "1.37.0")
 # Kinds from the core API groups (validated); CRDs would need their own schemas.
 CORE_GROUPS = {"v1", "apps/v1", "batch/v1", "networking.k8s.io/v1", "rbac.authorization.k8s.io/v1"}
-SECRETS = {"cxrflow-deid-key", "cxrflow-mlflow-db", "cxrflow-object-store"}
+SECRETS = {
+    "cxrflow-deid-key",
+    "cxrflow-mlflow-db",
+    "cxrflow-object-store",
+    "cxrflow-mlflow-auth",
+    "cxrflow-mlflow-auth-config",
+}
 THIRD_PARTY = {"postgres", "quay.io/minio/minio"}
 # A YAML key naming a credential with a literal value on the same line.
 CREDENTIAL = re.compile(
@@ -150,8 +156,14 @@ def test_network_policies_deny_ingress_and_open_only_the_mlflow_paths():
 
     mlflow = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "cxrflow-mlflow"}}}
     assert sources("allow-postgres-from-mlflow") == [mlflow]
-    assert sources("allow-minio-from-mlflow") == [mlflow]
     pipeline = {"matchLabels": {"pipelines.kubeflow.org/v2_component": "true"}}
+    # MinIO: MLflow, and pipeline pods (the DVC remote) here or in MLflow-access namespaces.
+    access = {"matchLabels": {"cxrflow.io/mlflow-access": "true"}}
+    assert sources("allow-minio-from-mlflow") == [
+        mlflow,
+        {"podSelector": pipeline},
+        {"namespaceSelector": access, "podSelector": pipeline},
+    ]
     assert any(s.get("podSelector") == pipeline for s in sources("allow-mlflow-from-pipelines"))
     # Every pod that talks to MLflow carries a label the policy admits.
     watcher = find(objs, "CronJob", "cxrflow-watcher")
@@ -280,3 +292,103 @@ def _gi(quantity: str) -> float:
     """A storage quantity in GiB (Mi/Gi/Ti only)."""
     number, unit = re.fullmatch(r"(\d+)(Mi|Gi|Ti)", quantity).groups()
     return int(number) * {"Mi": 1 / 1024, "Gi": 1, "Ti": 1024}[unit]
+
+
+def _ns(name: str) -> dict[str, Any]:
+    return {"matchLabels": {"kubernetes.io/metadata.name": name}}
+
+
+def test_phi_pods_may_reach_only_dns_mlflow_minio_kfp_and_the_api_server():
+    from pipelines.kubernetes import PHI_LABEL, PHI_LABEL_VALUE
+
+    policy = find(render("base"), "NetworkPolicy", "cxrflow-phi-egress")["spec"]
+    assert policy["podSelector"] == {"matchLabels": {PHI_LABEL: PHI_LABEL_VALUE}}
+    assert policy["policyTypes"] == ["Egress"]
+
+    def ports(rule: dict[str, Any]) -> set[tuple[str, int]]:
+        return {(p["protocol"], p["port"]) for p in rule["ports"]}
+
+    allowed = [(rule["to"], ports(rule)) for rule in policy["egress"]]
+    assert all(rule.get("ports") for rule in policy["egress"]), "every rule names its ports"
+
+    def pod(name: str) -> dict[str, Any]:
+        return {"matchLabels": {"app.kubernetes.io/name": name}}
+
+    assert allowed == [
+        (
+            [
+                {
+                    "namespaceSelector": _ns("kube-system"),
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ],
+            {("UDP", 53), ("TCP", 53)},
+        ),
+        (
+            [{"namespaceSelector": _ns("cxrflow"), "podSelector": pod("cxrflow-mlflow")}],
+            {("TCP", 5000)},
+        ),
+        (
+            [{"namespaceSelector": _ns("cxrflow"), "podSelector": pod("cxrflow-minio")}],
+            {("TCP", 9000)},
+        ),
+        (
+            [{"namespaceSelector": _ns("kubeflow")}],
+            {("TCP", 8887), ("TCP", 8888), ("TCP", 8080), ("TCP", 9000), ("TCP", 8333)},
+        ),
+        ([{"ipBlock": {"cidr": "192.0.2.1/32"}}], {("TCP", 443), ("TCP", 6443)}),
+    ]
+    # The API server's address is the operator's to set: the README says how.
+    assert "192.0.2.1/32" in (K8S / "README.md").read_text()
+
+
+def test_pipeline_config_holds_the_keys_the_tasks_read():
+    from pipelines import kubernetes as k
+
+    data = find(render("base"), "ConfigMap", k.PIPELINE_CONFIG_MAP)["data"]
+    assert set(data) == {k.DEID_KEY_FILE_KEY, k.DVC_REMOTE_KEY, k.S3_ENDPOINT_KEY}
+    assert data[k.DEID_KEY_FILE_KEY] == f"{k.DEID_KEY_MOUNT}/key"
+    assert data[k.DVC_REMOTE_KEY].startswith("s3://")
+    # Fully qualified: the pipeline's pods may run in a profile namespace.
+    assert data[k.S3_ENDPOINT_KEY] == "http://cxrflow-minio.cxrflow.svc.cluster.local:9000"
+
+
+def test_mlflow_runs_basic_auth_with_its_config_from_a_secret_file():
+    pod = find(render("base"), "Deployment", "cxrflow-mlflow")["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    assert "--app-name=basic-auth" in server["args"]
+    env = {e["name"]: e for e in server["env"]}
+    config_path = env["MLFLOW_AUTH_CONFIG_PATH"]["value"]
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "cxrflow-mlflow-auth-config",
+        "key": "flask-secret-key",
+    }
+    mount = next(m for m in server["volumeMounts"] if config_path.startswith(m["mountPath"] + "/"))
+    assert mount["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "cxrflow-mlflow-auth-config"
+    assert volume["secret"]["items"] == [{"key": "basic_auth.ini", "path": "basic_auth.ini"}]
+    assert config_path.endswith("/basic_auth.ini")
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
+    # No admin or user credential in the manifests (test_no_secret_values_are_committed), and the
+    # README says how to create the server's config and the users.
+    readme = (K8S / "README.md").read_text()
+    for text in ("default_permission = READ", "database_uri = postgresql", "admin_password"):
+        assert text in readme, text
+
+
+def test_every_mlflow_client_in_k8s_authenticates_from_the_pipeline_user_secret():
+    for kustomization in KUSTOMIZATIONS:
+        for obj in render(kustomization):
+            for pod in pod_specs(obj):
+                for c in containers(pod):
+                    env = {e["name"]: e for e in c.get("env", [])}
+                    if "MLFLOW_TRACKING_URI" not in env:
+                        continue
+                    where = f"{kustomization} {obj['metadata']['name']}/{c['name']}"
+                    for var, key in (
+                        ("MLFLOW_TRACKING_USERNAME", "username"),
+                        ("MLFLOW_TRACKING_PASSWORD", "password"),
+                    ):
+                        ref = env[var]["valueFrom"]["secretKeyRef"]
+                        assert ref == {"name": "cxrflow-mlflow-auth", "key": key}, where

@@ -114,6 +114,23 @@ def test_lineage_text_and_json(chain):
     assert LineageNode.from_dict(doc).to_json() == tree.to_json()
 
 
+def test_cli_json_is_plain_json_on_a_narrow_pipe(chain):
+    from typer.testing import CliRunner
+
+    from cxrflow.cli import app
+
+    _, _, _, models, _ = chain
+    # A 40-column console: rich would wrap the long strings (digests, tags) inside the JSON.
+    result = CliRunner().invoke(
+        app, ["lineage", "model", ENCODER_MODEL, f":{models['kfp-1'][0]}", "--json"],
+        env={"COLUMNS": "40"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["label"] == f"{ENCODER_MODEL}:{models['kfp-1'][0]}"
+    bad = CliRunner().invoke(app, ["lineage", "model", ENCODER_MODEL, "champion", "--json"])
+    assert bad.exit_code == 1 and bad.stdout == "" and "@alias" in bad.stderr
+
+
 def test_bad_reference_is_explained(chain):
     with pytest.raises(ValueError, match="@alias"):
         model_lineage(ENCODER_MODEL, "champion")

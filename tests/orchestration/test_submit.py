@@ -81,9 +81,17 @@ def test_schedule_request_merges_overrides_and_types_them():
     )
     assert spec.cron == "0 30 3 * * *"
     kwargs = spec.create_recurring_run_kwargs("e", "p", "v")
+    # The spec's parameters (the production profile: tests/pipelines/test_profiles.py) + overrides.
     assert kwargs["params"] == {
         "inbox": "/data/inbox",
         "data_dir": "/data/dataset",
+        "repo_root": "/data",
+        "dvc_remote": "",
+        "runs_dir": "/checkpoints/runs",
+        "pretrain_preset": "paper",
+        "pretrain_init": "champion",
+        "heads_preset": "paper",
+        "report_preset": "paper",
         "max_side": 768,
     }
     assert kwargs["cron_expression"] == "0 30 3 * * *" and kwargs["version_id"] == "v"

@@ -132,3 +132,107 @@ def test_ingestion_tasks_have_a_memory_request_and_limit(tmp_path):
     for name in others:  # the other stages keep their own settings
         resources = spec["deploymentSpec"]["executors"][name]["container"].get("resources", {})
         assert resources.get("resourceMemoryLimit") != "4Gi", name
+
+
+def _compiled_pipelines(tmp_path):
+    """(name, IR spec, kubernetes executors) of the training and the sharded-ingest pipelines."""
+    from pipelines import sharded_ingest
+
+    out = []
+    for name, path in (
+        ("training", COMPILED),
+        ("sharded", sharded_ingest.compile_pipeline(tmp_path / "sharded.yaml")),
+    ):
+        spec, platform = list(yaml.safe_load_all(path.read_text()))
+        out.append((name, spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]))
+    return out
+
+
+def _quantity(q: str) -> float:
+    """A CPU or memory quantity as a number (m, Mi, Gi only)."""
+    units = {"m": 1e-3, "Mi": 2**20, "Gi": 2**30}
+    for unit, factor in units.items():
+        if q.endswith(unit):
+            return float(q.removesuffix(unit)) * factor
+    return float(q)
+
+
+def test_every_task_has_cpu_and_memory_requests_and_limits(tmp_path):
+    for pipeline, spec, _ in _compiled_pipelines(tmp_path):
+        for name, ex in spec["deploymentSpec"]["executors"].items():
+            res = ex["container"].get("resources", {})
+            where = f"{pipeline}/{name}"
+            for kind in ("Cpu", "Memory"):
+                request, limit = res[f"resource{kind}Request"], res[f"resource{kind}Limit"]
+                assert 0 < _quantity(request) <= _quantity(limit), where
+    executors = next(spec for p, spec, _ in _compiled_pipelines(tmp_path) if p == "training")[
+        "deploymentSpec"
+    ]["executors"]
+    # The GPU steps get more than any CPU step.
+    gpu = executors["exec-pretrain"]["container"]["resources"]
+    for name in ("exec-ingest", "exec-split", "exec-version-data", "exec-pretrain-2"):
+        cpu = executors[name]["container"]["resources"]
+        assert _quantity(gpu["resourceMemoryLimit"]) > _quantity(cpu["resourceMemoryLimit"])
+        assert _quantity(gpu["resourceCpuRequest"]) > _quantity(cpu["resourceCpuRequest"])
+    assert executors["exec-report"]["container"]["resources"] == gpu
+
+
+def test_every_task_runs_as_the_non_root_image_user(tmp_path):
+    for pipeline, spec, k8s in _compiled_pipelines(tmp_path):
+        for name in spec["deploymentSpec"]["executors"]:
+            assert k8s[name]["securityContext"] == {
+                "runAsUser": "1000",  # int64 in the proto: a JSON string
+                "runAsGroup": "1000",
+                "runAsNonRoot": True,
+            }, f"{pipeline}/{name}"
+
+
+def test_every_task_gets_the_dvc_remote_object_store_and_mlflow_credentials(tmp_path):
+    for pipeline, spec, k8s in _compiled_pipelines(tmp_path):
+        for name in spec["deploymentSpec"]["executors"]:
+            where = f"{pipeline}/{name}"
+            config = {
+                (cm["configMapName"], e["configMapKey"]): e["envVar"]
+                for cm in k8s[name]["configMapAsEnv"]
+                for e in cm["keyToEnv"]
+            }
+            assert config[("cxrflow-mlflow-config", "tracking-uri")] == "MLFLOW_TRACKING_URI"
+            assert config[("cxrflow-pipeline-config", "dvc-remote")] == "CXRFLOW_DVC_REMOTE"
+            assert config[("cxrflow-pipeline-config", "s3-endpoint-url")] == "AWS_ENDPOINT_URL"
+            secrets = {
+                (s["secretName"], e["secretKey"]): e["envVar"]
+                for s in k8s[name]["secretAsEnv"]
+                for e in s["keyToEnv"]
+            }
+            assert secrets == {
+                ("cxrflow-object-store", "access-key"): "AWS_ACCESS_KEY_ID",
+                ("cxrflow-object-store", "secret-key"): "AWS_SECRET_ACCESS_KEY",
+                ("cxrflow-mlflow-auth", "username"): "MLFLOW_TRACKING_USERNAME",
+                ("cxrflow-mlflow-auth", "password"): "MLFLOW_TRACKING_PASSWORD",
+            }, where
+            assert all(not s.get("optional") for s in k8s[name]["secretAsEnv"]), where
+
+
+def test_exactly_the_ingestion_tasks_carry_the_phi_label(tmp_path):
+    phi = {
+        "training": {"exec-ingest"},
+        "sharded": {"exec-plan-ingest-shards", "exec-ingest-shard", "exec-merge-ingest-shards"},
+    }
+    for pipeline, spec, k8s in _compiled_pipelines(tmp_path):
+        labelled = {
+            name
+            for name in spec["deploymentSpec"]["executors"]
+            if k8s[name].get("podMetadata", {}).get("labels", {}).get("cxrflow.io/phi") == "true"
+        }
+        assert labelled == phi[pipeline], pipeline
+        # Every pod that holds the de-id key is among them.
+        with_key = {n for n in k8s if k8s[n].get("secretAsVolume")}
+        assert with_key and with_key <= labelled, pipeline
+
+
+def test_every_run_form_parameter_has_a_description():
+    spec = next(yaml.safe_load_all(COMPILED.read_text()))
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params
+    for name, definition in params.items():
+        assert definition.get("description", "").strip(), f"{name} has no description"

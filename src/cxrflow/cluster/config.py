@@ -15,6 +15,14 @@ MAX_NAME_LENGTH = 40
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# The pipeline's MLflow user (MLflow runs behind its basic-auth app). Training pods read it
+# from the Secret themselves: credentials are never copied into a job spec, where anyone who
+# may read TrainJobs could read them. (env var, Secret, key)
+MLFLOW_AUTH_SECRET = "cxrflow-mlflow-auth"
+SECRET_ENV: tuple[tuple[str, str, str], ...] = (
+    ("MLFLOW_TRACKING_USERNAME", MLFLOW_AUTH_SECRET, "username"),
+    ("MLFLOW_TRACKING_PASSWORD", MLFLOW_AUTH_SECRET, "password"),
+)
 
 
 class ClusterConfigError(ValueError):
@@ -219,9 +227,14 @@ class DistributedJobConfig:
             **self.labels,
         }
 
-    def env_list(self) -> list[dict[str, str]]:
-        """Container env as the Kubernetes API lists it."""
-        return [{"name": k, "value": str(v)} for k, v in sorted(self.env.items())]
+    def env_list(self) -> list[dict[str, Any]]:
+        """Container env as the Kubernetes API lists it: the settings, then the credentials
+        each pod reads from its Secret itself (`SECRET_ENV`)."""
+        plain = [{"name": k, "value": str(v)} for k, v in sorted(self.env.items())]
+        return plain + [
+            {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+            for env, secret, key in SECRET_ENV
+        ]
 
     def resources(self) -> dict[str, dict[str, str]]:
         """Per-node (= per-pod) requests and limits, GPUs included."""

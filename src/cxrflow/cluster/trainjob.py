@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from cxrflow.cluster.config import ClusterConfigError, DistributedJobConfig
+from cxrflow.cluster.config import SECRET_ENV, ClusterConfigError, DistributedJobConfig
 from cxrflow.cluster.pod import container_security_context, entrypoint, pod_security_context
 
 API_VERSION = "trainer.kubeflow.org/v1alpha1"
@@ -50,6 +50,7 @@ def trainer_command(cfg: DistributedJobConfig, runtime: str) -> list[str]:
             f"MASTER_PORT={cfg.rdzv_port}",
             "CXRFLOW_WORLD_SIZE",
             *cfg.env,
+            *(env for env, _, _ in SECRET_ENV),
         ]
         flags = [part for name in exports for part in ("-x", name)]
         return ["mpirun", "--hostfile", MPI_HOSTFILE, *flags, *entrypoint(cfg.args, cfg.program)]

@@ -106,15 +106,19 @@ def schedule_request(
     cron: str | None = None,
     params: Mapping[str, Any] | None = None,
     pipeline_name: str | None = None,
+    profile: Mapping[str, Any] | None = None,
 ) -> RecurringRunSpec:
-    """The spec with `cron`/`params` overrides, its parameters typed by the compiled pipeline."""
+    """The spec with `cron`/`params` overrides, its parameters typed by the compiled pipeline.
+
+    Parameters come from `profile`, then the spec's own, then `params` (the last one wins).
+    """
     name = pipeline_name or spec.pipeline
     if name != compiled_name(pipeline_yaml):
         raise ClusterConfigError(
             f"pipeline: the spec names {name!r} but {pipeline_yaml} is "
             f"{compiled_name(pipeline_yaml)!r}"
         )
-    merged = {**spec.parameters, **(params or {})}
+    merged = {**(profile or {}), **spec.parameters, **(params or {})}
     typed = type_params(merged, pipeline_yaml, require_all=True)
     return dataclasses.replace(spec, cron=cron or spec.cron, pipeline=name, parameters=typed)
 
@@ -154,6 +158,7 @@ def schedule_run(
     params: Mapping[str, Any] | None = None,
     token_path: Path | None = None,
     namespace: str | None = None,
+    profile: Mapping[str, Any] | None = None,
 ) -> str:
     """Create the recurring run of `spec_path`, bound to an uploaded pipeline version."""
     spec = schedule_request(
@@ -162,6 +167,7 @@ def schedule_run(
         cron=cron,
         params=params,
         pipeline_name=pipeline_name,
+        profile=profile,
     )
     client = kfp_client(host, token_path=token_path, namespace=namespace)
     with api_call(host, "upload the pipeline version"):

@@ -17,8 +17,16 @@ class Params:
     """Version a dataset directory with DVC and push it to the remote."""
 
     data_dir: Path = param(help="Dataset directory (relative to repo_root, or absolute).")
-    repo_root: Path = param(Path("."), help="The DVC/git project that tracks the data directory.")
-    dvc_remote: str = param("", help="DVC remote URL; empty: the project's default remote.")
+    repo_root: Path = param(
+        Path("."),
+        help="The DVC/git project that tracks the data directory; a data directory outside it"
+        " (a shared volume) is tracked by a DVC project in its parent directory.",
+    )
+    dvc_remote: str = param(
+        "",
+        help="DVC remote URL (a directory or s3://bucket/prefix); empty: $CXRFLOW_DVC_REMOTE,"
+        " else the project's default remote.",
+    )
     pipeline_run: str = param("", help="The pipeline run this stage belongs to.")
 
 

@@ -20,6 +20,10 @@ import yaml
 log = logging.getLogger(__name__)
 
 DEFAULT_REMOTE_NAME = "local"
+# The remote a pod pushes to when the step names none (k8s: ConfigMap cxrflow-pipeline-config,
+# key dvc-remote). DVC's S3 client takes the endpoint and credentials from the standard AWS
+# variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), set from a Secret.
+REMOTE_ENV_VAR = "CXRFLOW_DVC_REMOTE"
 # Written into the data directory before each `dvc add`: every version names its parent, so
 # the history of a dataset can be walked back from any version.
 PARENT_FILE = "version.json"
@@ -110,6 +114,25 @@ def read_version(dvc_file: Path, remote: str = "") -> DataVersion:
     )
 
 
+def dvc_project_for(root: Path, data_dir: Path) -> Path:
+    """The DVC project that tracks `data_dir`: `root` when the directory lies inside it, else the
+    directory's parent.
+
+    A pipeline pod starts in an empty working directory with the data on a shared volume
+    (`/data/dataset`); DVC refuses to cache an output outside its project
+    (StageExternalOutputsError), so the project lives on the volume beside the data, where the
+    next run finds its `.dvc` file and the version it names becomes the next version's parent.
+    """
+    root = root.resolve()
+    data_dir = (data_dir if data_dir.is_absolute() else root / data_dir).resolve()
+    return root if data_dir.is_relative_to(root) and data_dir != root else data_dir.parent
+
+
+def default_remote(remote_url: str | None) -> str | None:
+    """The remote to use: the one given, else $CXRFLOW_DVC_REMOTE, else None (the project's)."""
+    return remote_url or os.environ.get(REMOTE_ENV_VAR) or None
+
+
 def dvc_file_for(root: Path, data_dir: Path) -> Path:
     """The `.dvc` file DVC writes for `data_dir` (`data` -> `data.dvc` beside it)."""
     data_dir = (root / data_dir) if not data_dir.is_absolute() else data_dir
@@ -119,78 +142,67 @@ def dvc_file_for(root: Path, data_dir: Path) -> Path:
 def commit_version(
     root: Path, data_dir: Path, remote_url: str | None = None, push: bool = True
 ) -> DataVersion:
-    """Record the current content of `data_dir` as a data version and push it to the remote."""
-    root = root.resolve()
+    """Record the current content of `data_dir` as a data version and push it to the remote.
+
+    `root` is the project that tracks the data; a `data_dir` outside it is tracked by a DVC
+    project in its parent directory (`dvc_project_for`). The remote is `remote_url`, else
+    $CXRFLOW_DVC_REMOTE, else the project's default (a local one for the demo).
+    """
+    from filelock import FileLock
+
     logging.getLogger("dvc").setLevel(logging.WARNING)  # its git hints are for people, not logs
-    data_dir = data_dir if data_dir.is_absolute() else root / data_dir
+    data_dir = data_dir if data_dir.is_absolute() else root.resolve() / data_dir
     if not data_dir.is_dir():
         raise VersioningError(f"data directory not found: {data_dir}")
+    project = dvc_project_for(root, data_dir)
+    if project != root.resolve():
+        log.info("%s lies outside %s: tracked by the DVC project in %s", data_dir, root, project)
+    # Two runs versioning the same volume at once: DVC's own lock fails fast; wait instead.
+    with FileLock(str(project / f".{data_dir.name}.dvc.lock")):
+        return _commit_locked(project, data_dir, default_remote(remote_url), push)
+
+
+def _known_parent(root: Path, parent: str | None) -> str | None:
+    """`parent` if the cache or the remote holds it, else None: a `.dvc` file copied from
+    elsewhere (a clone, a template) must not make the new version's history dangle."""
+    from cxrflow.versioning.history import known_version
+
+    if parent is None or known_version(root, parent):
+        return parent
+    log.warning(
+        "the .dvc file named version %s, which neither the cache nor the remote holds: "
+        "recording the new version without a parent",
+        parent[:12],
+    )
+    return None
+
+
+def _commit_locked(root: Path, data_dir: Path, remote_url: str | None, push: bool) -> DataVersion:
     url = ensure_repo(root, remote_url)
-    rel = os.path.relpath(data_dir, root)
     dvc_file = dvc_file_for(root, data_dir)
     parent = read_version(dvc_file).md5 if dvc_file.is_file() else None
+    # Absolute targets: DVC reads relative ones against the working directory, which in a pod
+    # is not the project.
     with _repo(root) as repo:
-        if parent is not None and not repo.status(targets=[str(dvc_file.relative_to(root))]):
+        if parent is not None and not repo.status(targets=[str(dvc_file)]):
             log.info("data directory unchanged since version %s", parent[:12])
-            return read_version(dvc_file, remote=url)
-        (data_dir / PARENT_FILE).write_text(json.dumps({"parent_version": parent}, indent=2) + "\n")
-        repo.add([rel])
+        else:
+            parent = _known_parent(root, parent)
+            (data_dir / PARENT_FILE).write_text(
+                json.dumps({"parent_version": parent}, indent=2) + "\n"
+            )
+            repo.add([str(data_dir)])
+        # Also when unchanged: a version whose push failed last time is pushed now (DVC sends
+        # only what the remote lacks).
         if push:
-            repo.push(targets=[rel])
+            try:
+                repo.push(targets=[str(data_dir)])
+            # DVC and its S3 client raise many kinds; the reason is what counts.
+            except Exception as exc:
+                raise VersioningError(
+                    f"data version recorded in {dvc_file} but not pushed to {url}: "
+                    f"{type(exc).__name__}: {exc} (the next run pushes it again)"
+                ) from exc
     version = read_version(dvc_file_for(root, data_dir), remote=url)
     log.info("data version %s (%d files) pushed to %s", version.short, version.files, url)
     return version
-
-
-def checkout_version(root: Path, md5: str, data_dir: Path) -> DataVersion:
-    """Restore the directory `data_dir` to version `md5` from the remote."""
-    from dvc.repo import Repo
-
-    root = root.resolve()
-    dvc_file = dvc_file_for(root, data_dir)
-    original = dvc_file.read_text()
-    current = read_version(dvc_file)
-    doc = yaml.safe_load(original)
-    doc["outs"][0]["md5"] = f"{md5.removesuffix('.dir')}.dir"
-    for stale in ("size", "nfiles"):
-        doc["outs"][0].pop(stale, None)
-    if current.md5 != normalise_md5(md5):
-        dvc_file.write_text(yaml.safe_dump(doc, sort_keys=False))
-    with Repo(str(root)) as repo:
-        try:
-            repo.pull(targets=[str(dvc_file.relative_to(root))], force=True)
-        except Exception as exc:
-            dvc_file.write_text(original)
-            raise VersioningError(f"cannot restore data version {md5}: {exc}") from exc
-    return read_version(dvc_file)
-
-
-def _object_path(store: Path, md5: str) -> Path:
-    return store / "files" / "md5" / md5[:2] / md5[2:]
-
-
-def version_history(root: Path, md5: str, remote_dir: Path | None = None) -> list[str]:
-    """The chain of data versions from `md5` back to the first, newest first.
-
-    Reads the version objects from the local DVC cache, or from a local remote directory.
-    """
-    stores = [root / ".dvc" / "cache"] + ([remote_dir] if remote_dir else [])
-    chain: list[str] = []
-    current: str | None = normalise_md5(md5)
-    while current and current not in chain:
-        chain.append(current)
-        listing = next(
-            (p for s in stores if (p := _object_path(s, current + ".dir")).is_file()), None
-        )
-        if listing is None:
-            raise VersioningError(f"data version {current} is in neither the cache nor the remote")
-        entry = next(
-            (e for e in json.loads(listing.read_text()) if e["relpath"] == PARENT_FILE), None
-        )
-        if entry is None:
-            break
-        obj = next((p for s in stores if (p := _object_path(s, entry["md5"])).is_file()), None)
-        if obj is None:
-            raise VersioningError(f"the parent record of version {current} is missing")
-        current = json.loads(obj.read_text()).get("parent_version")
-    return chain
