@@ -4,26 +4,86 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
+from typer.core import TyperGroup
 
+from cxrflow import __version__
 from cxrflow.logs import setup_logging
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+def _user_error(exc: BaseException) -> bool:
+    """An error the person at the keyboard can fix (a wrong path, a bad value, a refused
+    request): one line on stderr. Anything else is a bug and keeps its traceback."""
+    if isinstance(exc, OSError | ValueError):
+        return True
+    from cxrflow.versioning.dvc import VersioningError
+
+    if isinstance(exc, VersioningError):
+        return True
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")  # only if MLflow was imported
+    return mlflow_exceptions is not None and isinstance(exc, mlflow_exceptions.MlflowException)
+
+
+class _Cli(TyperGroup):
+    """Every command's user errors become one line, `error: <message>`, on stderr, exit 1.
+
+    Usage errors (a missing option, a path that does not exist) stay click's, exit 2.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if not _user_error(exc):
+                raise
+            log.debug("traceback", exc_info=exc)  # shown with --verbose
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(cls=_Cli, add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 log = logging.getLogger("cxrflow")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def _echo_json(doc: Any) -> None:
+    """Plain JSON on stdout: never through rich, which wraps long strings at the console width
+    (a wrapped string is no longer JSON for whatever reads the pipe)."""
+    typer.echo(json.dumps(doc, indent=2, default=str))
 
 
 @app.callback()
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     """cxrflow: train and ship RAD-DINO-style chest X-ray encoders."""
     setup_logging(verbose)
+    # Logs are diagnostics: on stderr, so that stdout carries only what a command prints (its
+    # JSON included). TODO(logs.py owner): give setup_logging's RichHandler this console.
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, RichHandler):
+            handler.console = Console(stderr=True)
 
 
 @app.command()
@@ -54,20 +114,31 @@ def phantom(
         include_faulty=faulty,
         workers=workers,
     )
-    console.print_json(json.dumps(summary.to_dict(), default=str))
+    _echo_json(summary.to_dict())
 
 
 @app.command()
 def ingest(
     input: Annotated[
-        Path, typer.Option("--input", help="Inbox: a directory of DICOM files, any layout.")
+        Path,
+        typer.Option(
+            "--input",
+            exists=True,
+            file_okay=False,
+            help="Inbox: a directory of DICOM files, any layout.",
+        ),
     ],
     output: Annotated[Path, typer.Option("--output", help="Dataset directory to write or extend.")],
     key_file: Annotated[
         Path | None, typer.Option(help="File holding the de-identification secret (>= 32 bytes).")
     ] = None,
     ground_truth: Annotated[
-        Path | None, typer.Option(help="Side-car Parquet with labels/masks/reports by SOP UID.")
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Side-car Parquet with labels/masks/reports by SOP UID.",
+        ),
     ] = None,
     max_side: Annotated[
         int, typer.Option(min=16, help="Longest side of the written images.")
@@ -100,7 +171,7 @@ def ingest(
         raise typer.BadParameter(str(exc), param_hint="--key-file") from exc
     if locate:
         for fk, path in sorted(locate_files(input, key, set(locate)).items()):
-            console.print(f"{fk}\t{path}")
+            typer.echo(f"{fk}\t{path}")
         return
     if png_bits not in (8, 16):
         raise typer.BadParameter(f"must be 8 or 16, got {png_bits}", param_hint="--png-bits")
@@ -118,12 +189,14 @@ def ingest(
     except IngestLockedError as exc:
         typer.echo(f"ingest: {exc}", err=True)
         raise typer.Exit(75) from None  # EX_TEMPFAIL: try again later
-    console.print_json(json.dumps(result.to_dict()))
+    _echo_json(result.to_dict())
 
 
 @app.command()
 def run(
-    inbox: Annotated[Path, typer.Option(help="Inbox of DICOM files to ingest.")],
+    inbox: Annotated[
+        Path, typer.Option(exists=True, file_okay=False, help="Inbox of DICOM files to ingest.")
+    ],
     data_dir: Annotated[Path, typer.Option(help="The DVC-tracked dataset directory.")] = Path(
         "data"
     ),
@@ -131,7 +204,10 @@ def run(
         bool, typer.Option("--local", help="Run with kfp.local on this machine.")
     ] = False,
     ground_truth: Annotated[
-        Path | None, typer.Option(help="Side-car Parquet (labels, masks, reports).")
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Side-car Parquet (labels, masks, reports)."
+        ),
     ] = None,
     max_side: Annotated[
         int, typer.Option(min=16, help="Longest side of the ingested images.")
@@ -215,13 +291,18 @@ def compile(
                 check(value)
             except ValueError as exc:
                 raise typer.BadParameter(str(exc), param_hint=option) from exc
-    console.print(str(compile_pipeline(out or COMPILED, registry=registry, tag=tag)))
+    typer.echo(str(compile_pipeline(out or COMPILED, registry=registry, tag=tag)))
 
 
 @app.command("split")
 def split_cmd(
     data_dir: Annotated[
-        Path, typer.Option(help="Dataset directory (manifest.parquet, splits.parquet).")
+        Path,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Dataset directory (manifest.parquet, splits.parquet).",
+        ),
     ],
     ratios: Annotated[
         str, typer.Option(help="train/val/test, e.g. 70/15/15 or 0.6,0.2,0.2.")
@@ -247,7 +328,7 @@ def split_cmd(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     out = split_stage.run(params)
-    console.print(out.report_markdown)
+    typer.echo(out.report_markdown)
 
 
 data_app = typer.Typer(help="Versioned data (DVC).", no_args_is_help=True)
@@ -322,7 +403,10 @@ def data_history(
 
 @app.command("pretrain")
 def pretrain_cmd(
-    data_dir: Annotated[Path, typer.Option(help="Dataset directory with a split manifest.")],
+    data_dir: Annotated[
+        Path,
+        typer.Option(exists=True, file_okay=False, help="Dataset directory with a split manifest."),
+    ],
     out_dir: Annotated[
         Path, typer.Option(help="Run directory: checkpoints and the exported encoder.")
     ],
@@ -366,14 +450,22 @@ def pretrain_cmd(
         raise typer.BadParameter(str(exc)) from exc
     out = stage.run(params)
     if out is not None:  # rank 0
-        console.print(f"encoder: {out.encoder_dir} (registered version {out.encoder_version})")
+        typer.echo(f"encoder: {out.encoder_dir} (registered version {out.encoder_version})")
 
 
 @app.command("heads")
 def heads_cmd(
-    data_dir: Annotated[Path, typer.Option(help="Dataset directory with a split manifest.")],
+    data_dir: Annotated[
+        Path,
+        typer.Option(exists=True, file_okay=False, help="Dataset directory with a split manifest."),
+    ],
     encoder_dir: Annotated[
-        Path, typer.Option(help="Hugging Face DINOv2 directory (the pre-training export).")
+        Path,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Hugging Face DINOv2 directory (the pre-training export).",
+        ),
     ],
     out_dir: Annotated[Path, typer.Option(help="Where heads, plots and tables go.")],
     preset: Annotated[str, typer.Option(help="Heads preset: tiny or paper.")] = "tiny",
@@ -398,22 +490,33 @@ def heads_cmd(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--preset") from exc
     out = stage.run(params)
-    console.print(out.result.markdown)
+    typer.echo(out.result.markdown)
 
 
 @app.command("report")
 def report_cmd(
-    data_dir: Annotated[Path, typer.Option(help="Dataset directory with reports and a split.")],
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            exists=True, file_okay=False, help="Dataset directory with reports and a split."
+        ),
+    ],
     encoder_dir: Annotated[
-        Path, typer.Option(help="Hugging Face DINOv2 directory: the frozen vision tower.")
+        Path,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Hugging Face DINOv2 directory: the frozen vision tower.",
+        ),
     ],
     out_dir: Annotated[Path, typer.Option(help="Where the model, metrics and samples go.")],
     preset: Annotated[str, typer.Option(help="Report preset: tiny or paper.")] = "tiny",
     lm_dir: Annotated[
         Path | None,
         typer.Option(
+            exists=True,
             help="Local Llama-family Hugging Face directory or .gguf file (empty: a small Llama "
-            "built from config with a tokenizer trained on the training reports)."
+            "built from config with a tokenizer trained on the training reports).",
         ),
     ] = None,
     steps: Annotated[
@@ -443,7 +546,7 @@ def report_cmd(
         raise typer.BadParameter(str(exc), param_hint="--preset") from exc
     out = stage.run(params)
     if out is not None:  # rank 0
-        console.print(out.table_markdown)
+        typer.echo(out.table_markdown)
 
 
 lineage_app = typer.Typer(
@@ -484,7 +587,13 @@ def lineage_model(
 
 @lineage_app.command("data")
 def lineage_data(
-    version: Annotated[str, typer.Argument(help="Data version (DVC md5).")],
+    version: Annotated[
+        str,
+        typer.Argument(
+            help="Data version: its DVC md5, or a unique prefix of at least 12 hex digits (the "
+            "short form lineage prints)."
+        ),
+    ],
     as_json: JsonFlag = False,
 ) -> None:
     """Every model version trained on a data version."""
@@ -590,7 +699,7 @@ def submit(
         )
     except _cluster_errors() as exc:
         raise typer.BadParameter(str(exc)) from exc
-    console.print(f"submitted run {run_id}")
+    typer.echo(f"submitted run {run_id}")
 
 
 @app.command()
@@ -630,12 +739,15 @@ def schedule(
         )
     except _cluster_errors() as exc:
         raise typer.BadParameter(str(exc)) from exc
-    console.print(f"recurring run {run_id}")
+    typer.echo(f"recurring run {run_id}")
 
 
 @app.command()
 def watch(
-    inbox: Annotated[Path, typer.Option(help="Folder where new DICOM files arrive.")],
+    inbox: Annotated[
+        Path,
+        typer.Option(exists=True, file_okay=False, help="Folder where new DICOM files arrive."),
+    ],
     data_dir: Annotated[Path, typer.Option(help="The DVC-tracked dataset directory.")] = Path(
         "data"
     ),
@@ -651,7 +763,10 @@ def watch(
         str, typer.Option(envvar="KF_PIPELINES_ENDPOINT", help="KFP API address.")
     ] = "",
     param: ParamOpt = None,
-    ground_truth: Annotated[Path | None, typer.Option(help="Side-car Parquet to pass on.")] = None,
+    ground_truth: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Side-car Parquet to pass on."),
+    ] = None,
     pipeline_yaml: Annotated[Path | None, typer.Option(help="Compiled pipeline.")] = None,
     token_path: TokenOpt = None,
     namespace: Annotated[str | None, typer.Option(help="KFP namespace (multi-user).")] = None,
@@ -692,7 +807,7 @@ def watch(
     except _cluster_errors() as exc:
         raise typer.BadParameter(str(exc)) from exc
     for r in results:
-        console.print(
+        typer.echo(
             f"{r.files} files, {r.new_files} new" + (f": run {r.run_id}" if r.triggered else "")
         )
 
@@ -707,17 +822,15 @@ def ui(
     import sys
 
     uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    console.print(f"MLflow UI for {uri} on http://127.0.0.1:{port}")
+    typer.echo(f"MLflow UI for {uri} on http://127.0.0.1:{port}")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     subprocess.run([*cmd, "--host", "127.0.0.1", "--port", str(port)], check=False)
 
 
 @app.command()
 def version() -> None:
-    """Print the version."""
-    from cxrflow import __version__
-
-    console.print(__version__)
+    """Print the version (as `cxrflow --version`)."""
+    typer.echo(__version__)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,8 @@ def cluster():
         mlflow_server.create_user(PIPELINE_USER, pipeline_password)
         viewer = {"username": VIEWER_USER, "password": secrets.token_urlsafe(16)}
         mlflow_server.create_user(viewer["username"], viewer["password"])
-        key = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
+        # A fixed key: the pseudonyms, hence the keyed-hash split, are the same on every run.
+        key = hashlib.sha256(b"cxrflow cluster simulation key").hexdigest()
         cluster_secrets = {
             "cxrflow-object-store": {"access-key": s3.access_key, "secret-key": s3.secret_key},
             "cxrflow-mlflow-auth": {"username": PIPELINE_USER, "password": pipeline_password},

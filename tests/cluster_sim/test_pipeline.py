@@ -58,6 +58,10 @@ def pipeline_run(cluster):
         **PRODUCTION,
         "ground_truth": GROUND_TRUTH,
         "max_side": 112,
+        # 16 subjects: a wider test split keeps every finding's heads and reports fed.
+        "train_ratio": 0.6,
+        "val_ratio": 0.2,
+        "test_ratio": 0.2,
         "pretrain_preset": "tiny",
         "heads_preset": "tiny",
         "report_preset": "tiny",
@@ -159,4 +163,4 @@ def test_data_history_reads_the_s3_remote_in_a_pod(cluster, pipeline_run):
     cache = Path(cluster.mounts.host("/data/.dvc/cache"))
     shutil.rmtree(cache)
     out = pod.cxrflow("data", "history", "--data-dir", cluster.mounts.host(DATA_DIR)).stdout
-    assert out.split() == ["*", md5]
+    assert f"* {md5}" in out.splitlines()

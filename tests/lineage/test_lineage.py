@@ -183,3 +183,41 @@ def test_patient_lineage_uses_the_keyed_pseudonym_and_never_the_id(chain):
     assert tree.attrs["pseudonym"] == newcomer
     assert [d.attrs["md5"] for d in tree.find(NodeKind.DATA_VERSION)] == [v2.md5]
     assert PATIENT_ID not in tree.to_json() and PATIENT_ID not in tree.to_text()
+
+
+def test_cli_lineage_data_accepts_the_short_md5_it_prints(chain):
+    from typer.testing import CliRunner
+
+    from cxrflow.cli import app
+
+    _, v1, _, _, _ = chain
+    narrow = CliRunner(env={"COLUMNS": "40"})
+    text = narrow.invoke(app, ["lineage", "data", v1.md5])
+    assert text.exit_code == 0, text.output
+    short = text.stdout.split()[2].rstrip(":")  # "[data_version] data <short>: 2 model version(s)"
+    assert len(short) == 12 and v1.md5.startswith(short)
+    for given in (short, short.upper(), v1.md5[:20], f"{v1.md5}.dir"):
+        result = narrow.invoke(app, ["lineage", "data", given, "--json"])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+        assert doc["attrs"]["md5"] == v1.md5 and doc["attrs"]["models"] == 2, given
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ("not-a-hash", "not a data version"),
+        ("0123456789a", "at least 12"),  # 11 digits: too short to be the printed form
+        ("0123456789abcdef0123456789abcdef0", "not a data version"),  # 33 digits
+        ("ffffffffffffffff", "no data version known to MLflow starts with ffffffffffffffff"),
+    ],
+)
+def test_cli_lineage_data_refuses_malformed_and_unknown_versions(chain, given, says):
+    from typer.testing import CliRunner
+
+    from cxrflow.cli import app
+
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["lineage", "data", given, "--json"])
+    assert result.exit_code == 1 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert says in line

@@ -7,7 +7,13 @@ from rouge_score import rouge_scorer, scoring
 
 from cxrflow.report.baselines import most_frequent_report, nearest_neighbour_reports
 from cxrflow.report.labeler import NEGATIVE, POSITIVE, UNCERTAIN, label_report
-from cxrflow.report.metrics import BootstrapScore, NotComputed, compute_metrics
+from cxrflow.report.metrics import (
+    BootstrapScore,
+    NotComputed,
+    compute_metrics,
+    per_report_scores,
+    rouge_l_scorer,
+)
 
 REFS = [
     "Small left pleural effusion. No pneumothorax.",
@@ -114,3 +120,19 @@ def test_baselines():
     train_emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 2.0], [-1.0, -1.0]])
     query = torch.tensor([[3.0, 0.1], [-0.5, -0.4]])
     assert nearest_neighbour_reports(query, train_emb, train) == ["A.", "C."]
+
+
+def test_per_report_scores_are_what_table2_aggregates():
+    scores = per_report_scores(PREDS, REFS)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)  # LLaVA-Rad's ROUGE-L
+    rouge = [100 * scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(PREDS, REFS, strict=True)]
+    assert scores.rouge_l == pytest.approx(rouge)
+    assert compute_metrics(PREDS, REFS, n_bootstrap=20).rouge_l.value == pytest.approx(
+        scores.rouge_l.mean()
+    )
+    sentence = [sacrebleu.sentence_bleu(p, [r]).score for p, r in zip(PREDS, REFS, strict=True)]
+    assert scores.sentence_bleu() == pytest.approx(sentence)
+    generated, reference = scores.positive_findings()
+    assert reference[0] == ["pleural_effusion"] and generated[3] == ["chest_tube"]
+    # no stemming: a plural is another word
+    assert rouge_l_scorer().score("effusion", "effusions")["rougeL"].fmeasure == 0.0

@@ -1,8 +1,11 @@
 """The stage on phantom data: learns past the most-frequent-report baseline, logs, registers."""
 
+import json
+
 import pytest
 from mlflow import MlflowClient
 
+from cxrflow.evaluation.report_results import load_report_results
 from cxrflow.findings import FINDINGS
 from cxrflow.manifest import MANIFEST_FILE, read_manifest
 from cxrflow.report.config import ReportConfig
@@ -32,7 +35,9 @@ def test_labeler_reads_the_phantom_reports_like_their_labels(phantom):
 def test_stage_learns_and_logs_and_registers(phantom, encoder_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     # Small version of the tiny preset (bench/report.py and the report give full-size figures).
-    config = ReportConfig.named("tiny", max_steps=60, n_bootstrap=100, max_new_tokens=60)
+    config = ReportConfig.named(
+        "tiny", max_steps=60, n_bootstrap=100, max_new_tokens=60, sample_table_rows=3
+    )
     params = report_stage.Params(
         data_dir=phantom,
         encoder_dir=encoder_dir,
@@ -49,7 +54,18 @@ def test_stage_learns_and_logs_and_registers(phantom, encoder_dir, tmp_path, mon
     assert isinstance(llava.chexbert_f1, NotComputed)
     assert "| LLaVA | 56 x 56 | 16 |" in out.table_markdown
     assert (tmp_path / "out" / TABLE_FILE).read_text() == out.table_markdown
-    assert (tmp_path / "out" / METRICS_FILE).is_file()
+    # What the evaluation reads: Table 2's systems, per-image scores of every test image whose
+    # mean is Table 2's ROUGE-L, and a bounded number of samples.
+    results = json.loads((tmp_path / "out" / METRICS_FILE).read_text())
+    assert results["LLaVA"]["rouge_l"]["value"] == pytest.approx(llava.rouge_l.value)
+    per_image = results["per_image"]["rouge_l"]
+    assert set(per_image) == set(out.samples["image_id"])
+    assert sum(per_image.values()) / len(per_image) == pytest.approx(llava.rouge_l.value)
+    assert 0 < len(results["samples"]) <= config.sample_table_rows < len(per_image)
+    assert set(results["samples"][0]) >= {"image_id", "reference", "generated"}
+    assert set(results["finding_labels"]["reference"]) == set(per_image)
+    report = load_report_results(tmp_path / "out" / METRICS_FILE)
+    assert report.primary == "LLaVA" and report.per_image["rouge_l"] == per_image
 
     client = MlflowClient()
     run = client.get_run(out.mlflow_run_id)

@@ -89,6 +89,39 @@ class EvaluationResult:
         return "\n".join(t.to_markdown() for t in self.tables)
 
 
+def report_per_image_rouge_l(report: ReportResults) -> tuple[dict[str, float], list[str]]:
+    """The per-image ROUGE-L to stratify (Table 2's definition, 0-100) and notes about it.
+
+    The report stage's scores of every test image come first; results without them fall back
+    to scoring the (bounded) samples, which the notes say.
+    """
+    scores = report.per_image.get("rouge_l") or {}
+    if scores:
+        table2 = report.systems[report.primary].get("rouge_l")
+        mean = sum(scores.values()) / len(scores)
+        # Over all test images the mean is Table 2's point value unless the definitions differ
+        # (a stemmed or 0-1 ROUGE-L would not be comparable across tables).
+        if (
+            table2 is not None
+            and not math.isnan(table2.value)
+            and len(scores) == report.n
+            and not math.isclose(mean, table2.value, rel_tol=1e-6, abs_tol=1e-6)
+        ):
+            return scores, [
+                f"per-image ROUGE-L averages {mean:.4g}, Table 2's is {table2.value:.4g}: "
+                "not the same definition"
+            ]
+        return scores, []
+    if report.samples:
+        scores = rouge_l_per_image(report.samples)
+        if scores:
+            return scores, [
+                f"report fairness from {len(scores)} generated samples only (no per-image "
+                "ROUGE-L of every test image was given)"
+            ]
+    return {}, ["report fairness needs per-image ROUGE-L or the generated samples"]
+
+
 def _fairness(inputs: EvaluationInputs, config: EvaluationConfig) -> tuple[list, list[str]]:
     results: list[FairnessResult] = []
     notes: list[str] = []
@@ -104,17 +137,13 @@ def _fairness(inputs: EvaluationInputs, config: EvaluationConfig) -> tuple[list,
             )
     elif inputs.heads_metrics and any(k.startswith("seg.") for k in inputs.heads_metrics):
         notes.append("segmentation fairness needs per-image Dice scores (none were given)")
-    report = inputs.report
-    if report is not None:
-        per_image = report.per_image.get("rouge_l")
-        if not per_image and report.samples:
-            per_image = rouge_l_per_image(report.samples)
-        if per_image:
+    if inputs.report is not None:
+        scores, report_notes = report_per_image_rouge_l(inputs.report)
+        notes += report_notes
+        if scores:
             results += stratify(
-                per_image, inputs.manifest, task="report_generation", metric="rouge_l", **kw
+                scores, inputs.manifest, task="report_generation", metric="rouge_l", **kw
             )
-        else:
-            notes.append("report fairness needs per-image ROUGE-L or the generated samples")
     return results, notes
 
 

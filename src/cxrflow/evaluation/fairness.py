@@ -12,6 +12,10 @@ from cxrflow.evaluation.cohort import UNKNOWN, demographic_groups
 from cxrflow.evaluation.tables import Table, num
 
 ATTRIBUTES = ("sex", "age_group")
+_ROUGE_NOTE = (
+    " ROUGE-L: Table 2's (rouge-score F-measure, no stemming, 0-100) per test image, so the"
+    " overall equals Table 2's point value when every test image is in the manifest."
+)
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,8 @@ def fairness_table(results: Sequence[FairnessResult]) -> Table:
         "Fairness (C.6): scores stratified by sex and age group",
         ("task", "metric", "attribute", "overall", "average", "worst group", "gap", "groups"),
         rows,
-        "Average: mean of the group means; worst: the lowest group mean; gap = average - worst.",
+        "Average: mean of the group means; worst: the lowest group mean; gap = average - worst."
+        + (_ROUGE_NOTE if any(r.metric == "rouge_l" for r in results) else ""),
     )
 
 

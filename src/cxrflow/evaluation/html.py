@@ -76,18 +76,19 @@ def render_html(result: EvaluationResult, title: str = "cxrflow evaluation") -> 
 
 
 def _samples(samples: tuple[dict[str, str], ...]) -> str:
+    columns = {"image_id": "image", "generated": "generated", "reference": "reference"}
+    # The labeler's findings, where the report stage wrote them, show what the words mean.
+    if any("generated_findings" in s for s in samples):
+        columns |= {"generated_findings": "findings (generated)"}
+        columns |= {"reference_findings": "findings (reference)"}
     rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(s.get(k, ''))}</td>" for k in ("image_id", "generated", "reference")
-        )
-        + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(s.get(k, ''))}</td>" for k in columns) + "</tr>"
         for s in samples
     )
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in columns.values())
     return (
         "<h3>Generated and reference reports (test samples)</h3><table class='reports'>"
-        "<thead><tr><th>image</th><th>generated</th><th>reference</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
+        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
     )
 
 

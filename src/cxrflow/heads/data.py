@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -24,6 +23,11 @@ from cxrflow.dataset import Dataset as DatasetDir  # torch's Dataset is used her
 from cxrflow.findings import MASK_STRUCTURES
 from cxrflow.heads.config import FitMode, HeadsConfigError
 from cxrflow.models import EncoderPreprocessing
+from cxrflow.models.preprocessing import (  # the one pixel pipeline, as served
+    fit_geometry,
+    normalise,
+    read_image,
+)
 
 SPLIT_COLUMN = "split"
 # (image [1, S, S] in [0, 1], masks [K, S, S] bool or None) -> the same, augmented
@@ -59,16 +63,8 @@ def split_frame(df: pd.DataFrame, split: str | Sequence[str], *, need: str = "")
 
 
 def read_png(path: Path) -> np.ndarray:
-    """A grey PNG as float32 in [0, 1] (8- or 16-bit)."""
-    with Image.open(path) as img:
-        arr = np.asarray(img)
-    if arr.ndim != 2:
-        raise ValueError(f"{path}: expected a single-channel image, got shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if arr.dtype in (np.uint16, np.int32, np.int16, np.dtype(">u2")):
-        return arr.astype(np.float32) / 65535.0
-    raise ValueError(f"{path}: unsupported pixel type {arr.dtype}")
+    """A grey PNG as float32 in [0, 1] (8- or 16-bit), as every encoder consumer reads it."""
+    return read_image(path)
 
 
 def read_mask(path: Path, structures: Sequence[str]) -> np.ndarray:
@@ -77,29 +73,6 @@ def read_mask(path: Path, structures: Sequence[str]) -> np.ndarray:
         packed = np.asarray(img).astype(np.uint16)
     bits = [MASK_STRUCTURES.index(s) for s in structures]
     return np.stack([((packed >> b) & 1).astype(bool) for b in bits])
-
-
-def fit_geometry(
-    x: torch.Tensor, size: int, fit: FitMode, *, nearest: bool = False
-) -> torch.Tensor:
-    """(C, H, W) -> (C, size, size) by `crop` (shortest edge) or `pad` (longest edge)."""
-    h, w = x.shape[-2:]
-    scale = size / (min(h, w) if fit == "crop" else max(h, w))
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    if nearest:
-        y = F.interpolate(x[None].float(), size=(nh, nw), mode="nearest")[0]
-    else:  # bicubic with antialias, as the processor (PIL bicubic); clamp the overshoot
-        y = F.interpolate(x[None], size=(nh, nw), mode="bicubic", antialias=True)[0].clamp(0, 1)
-    if fit == "crop":
-        top, left = (nh - size) // 2, (nw - size) // 2
-        return y[:, top : top + size, left : left + size]
-    top, left = (size - nh) // 2, (size - nw) // 2
-    return F.pad(y, (left, size - nw - left, top, size - nh - top))
-
-
-def normalise(x: torch.Tensor, prep: EncoderPreprocessing) -> torch.Tensor:
-    """[0, 1] grey (1, S, S) -> normalised (3, S, S)."""
-    return ((x - prep.mean) / prep.std).expand(3, -1, -1).contiguous()
 
 
 class ImageDataset(Dataset):

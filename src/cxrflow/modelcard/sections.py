@@ -44,30 +44,46 @@ _PROCEDURE = {
 }
 
 
+# The placeholder the "How to load" snippet reads; a reader replaces it with an image.
+EXAMPLE_IMAGE = "chest_xray.png"
+
+
 def _load_section(card: ModelCard) -> str:
     ref = f"models:/{card.name}/{card.version}"
     if card.kind == "encoder":
         return f"""\
 The registered version is an MLflow model whose `artifacts/` folder holds the encoder in
-Hugging Face format (a `Dinov2Model` and its image processor):
+Hugging Face format (a `Dinov2Model` and its `preprocessor_config.json`). Prepare pixels with
+cxrflow's `load_image`, the function training used: it scales 8-bit PNGs by 255, 16-bit PNGs
+by 65535, reads DICOM through the ingest's display pipeline and takes uint8, uint16 or
+[0, 1] float arrays, then resizes, crops and normalises as the config says.
 
 ```python
 from pathlib import Path
 
 import mlflow
-from transformers import AutoImageProcessor, AutoModel
+import torch
+from transformers import AutoModel
+
+from cxrflow.models.preprocessing import load_image, read_preprocessing
 
 local = Path(mlflow.artifacts.download_artifacts("{ref}"))
 path = next((local / "artifacts").iterdir())  # the Hugging Face export
 model = AutoModel.from_pretrained(path).eval()
-processor = AutoImageProcessor.from_pretrained(path)  # resize, crop and normalisation
+prep = read_preprocessing(path)  # input size and normalisation, never hard-coded
 
-inputs = processor(images=image.convert("RGB"), return_tensors="pt")
-cls = model(**inputs).last_hidden_state[:, 0]       # image embedding (CLS)
-patches = model(**inputs).last_hidden_state[:, 1:]  # patch embeddings
+image = "{EXAMPLE_IMAGE}"  # 8/16-bit PNG, DICOM file, or a numpy array
+pixels = load_image(image, prep)[None]  # (1, 3, S, S)
+with torch.no_grad():
+    tokens = model(pixel_values=pixels).last_hidden_state
+cls = tokens[:, 0]  # image embedding (CLS)
+patches = tokens[:, 1:]  # patch embeddings
 ```
 
-Read the normalisation from the processor's config; never hard-code it.
+Do not use `AutoImageProcessor` or `Image.open(...).convert("RGB")` on the dataset's 16-bit
+images: both make 8-bit RGB first, which saturates most pixels and gives different
+embeddings. `mlflow.pyfunc.load_model("{ref}").predict(frame)` does the same as above for a
+DataFrame with an `image` column (base64 PNG/DICOM bytes) or an `image_path` column.
 """
     return f"""\
 ```python

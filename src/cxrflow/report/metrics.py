@@ -1,10 +1,14 @@
 """Report-generation metrics as in Table 2: median and 95% interval over bootstrap resamples.
 
 - ROUGE-L: `rouge_score` F-measure per report (no stemming, its default tokeniser), averaged;
-  the bootstrap draws indices exactly as `rouge_score.scoring.BootstrapAggregator` does
+  `rouge_l_scores` is the one definition: Table 2, the per-image scores and the fairness
+  analysis all use it (LLaVA-Rad does not stem: "effusions" vs "effusion" is no match). The
+  bootstrap draws indices exactly as `rouge_score.scoring.BootstrapAggregator` does
   (`np.random.choice` on a `RandomState` seeded with `seed`), so it is reproducible.
 - BLEU-4: `sacrebleu`'s corpus BLEU (13a tokenisation, exponential smoothing, up to 4-grams),
-  re-computed from summed sufficient statistics on each resample (the same indices).
+  re-computed from summed sufficient statistics on each resample (the same indices). Per report
+  only sentence BLEU exists (`sacrebleu.sentence_bleu`: effective order); its mean is not the
+  corpus BLEU.
 - Finding F1: `labeler.label_report` on generated and reference texts, macro-F1 over the
   findings positive in some reference (uncertain counted as negative): an offline stand-in
   for CheXbert's Macro-F1-14, not comparable in value to the paper's.
@@ -28,6 +32,9 @@ from cxrflow.findings import FINDINGS
 from cxrflow.report.labeler import POSITIVE, label_reports
 
 CONFIDENCE = 0.95
+# As LLaVA-Rad's evaluation and rouge_score's default: stemming would score "effusions" against
+# "effusion" as a match and raise every figure above the published ones.
+ROUGE_USE_STEMMER = False
 
 
 @dataclass(frozen=True)
@@ -109,14 +116,20 @@ def bootstrap(
     )
 
 
+def rouge_l_scorer() -> rouge_scorer.RougeScorer:
+    """The ROUGE-L scorer of every figure in cxrflow (Table 2, per image, fairness)."""
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=ROUGE_USE_STEMMER)
+
+
 def rouge_l_scores(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
     """ROUGE-L F-measure of each prediction against its reference (0-1)."""
-    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    scorer = rouge_l_scorer()
     return np.array(
         [
             scorer.score(ref, pred)["rougeL"].fmeasure
             for pred, ref in zip(predictions, references, strict=True)
-        ]
+        ],
+        dtype=float,
     )
 
 
@@ -132,6 +145,12 @@ def bleu_statistics(
 def bleu_from_statistics(bleu: BLEU, stats: np.ndarray) -> float:
     """Corpus BLEU (0-100) from summed sufficient statistics."""
     return float(bleu._compute_score_from_stats(stats.sum(axis=0).tolist()).score)
+
+
+def sentence_bleu_from_statistics(stats: np.ndarray) -> np.ndarray:
+    """Sentence BLEU (0-100) of each row of sufficient statistics, as `sacrebleu.sentence_bleu`."""
+    bleu = BLEU(effective_order=True)  # what sentence_bleu uses: no zero for short reports
+    return np.array([bleu._compute_score_from_stats(row.tolist()).score for row in stats])
 
 
 def finding_labels(texts: Sequence[str]) -> np.ndarray:
@@ -152,6 +171,48 @@ def macro_f1(pred: np.ndarray, true: np.ndarray, columns: np.ndarray | None = No
     return float(100 * f1.mean())
 
 
+@dataclass(frozen=True)
+class PerReportScores:
+    """What each generated report scores against its reference; the metrics aggregate these."""
+
+    rouge_l: np.ndarray  # (n,) ROUGE-L F-measure, 0-100: its mean is Table 2's point value
+    bleu: BLEU
+    bleu_stats: np.ndarray  # (n, 2 + 2 * 4) sacrebleu sufficient statistics
+    pred_labels: np.ndarray  # (n, len(FINDINGS)) 0/1 positives of the generated reports
+    true_labels: np.ndarray  # (n, len(FINDINGS)) 0/1 positives of the references
+
+    @property
+    def n(self) -> int:
+        """Number of reports."""
+        return len(self.rouge_l)
+
+    def sentence_bleu(self) -> np.ndarray:
+        """Sentence BLEU (0-100) of each report (its mean is not the corpus BLEU-4)."""
+        return sentence_bleu_from_statistics(self.bleu_stats)
+
+    def positive_findings(self) -> tuple[list[list[str]], list[list[str]]]:
+        """The findings positive in each generated report and in each reference."""
+
+        def names(labels: np.ndarray) -> list[list[str]]:
+            return [[FINDINGS[c] for c in np.flatnonzero(row)] for row in labels]
+
+        return names(self.pred_labels), names(self.true_labels)
+
+
+def per_report_scores(predictions: Sequence[str], references: Sequence[str]) -> PerReportScores:
+    """ROUGE-L, BLEU statistics and finding labels of each prediction against its reference."""
+    if len(predictions) != len(references) or not predictions:
+        raise ValueError("need the same, non-zero number of predictions and references")
+    bleu, stats = bleu_statistics(predictions, references)
+    return PerReportScores(
+        rouge_l=100 * rouge_l_scores(predictions, references),
+        bleu=bleu,
+        bleu_stats=stats,
+        pred_labels=finding_labels(predictions),
+        true_labels=finding_labels(references),
+    )
+
+
 def compute_metrics(
     predictions: Sequence[str],
     references: Sequence[str],
@@ -162,13 +223,28 @@ def compute_metrics(
     radgraph_path: Path | None = None,
 ) -> ReportMetrics:
     """ROUGE-L, BLEU-4, finding F1 (and CheXbert/RadGraph when weights are available)."""
-    if len(predictions) != len(references) or not predictions:
-        raise ValueError("need the same, non-zero number of predictions and references")
-    n = len(predictions)
+    return metrics_from_scores(
+        per_report_scores(predictions, references),
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        chexbert_path=chexbert_path,
+        radgraph_path=radgraph_path,
+    )
+
+
+def metrics_from_scores(
+    scores: PerReportScores,
+    *,
+    n_bootstrap: int = 500,
+    seed: int = 0,
+    chexbert_path: Path | None = None,
+    radgraph_path: Path | None = None,
+) -> ReportMetrics:
+    """Table 2's metrics, bootstrapped, from the per-report scores."""
+    n = scores.n
     indices = bootstrap_indices(n, n_bootstrap, seed)
-    rouge = 100 * rouge_l_scores(predictions, references)
-    bleu, stats = bleu_statistics(predictions, references)
-    pred_labels, true_labels = finding_labels(predictions), finding_labels(references)
+    rouge, bleu, stats = scores.rouge_l, scores.bleu, scores.bleu_stats
+    pred_labels, true_labels = scores.pred_labels, scores.true_labels
     # A finding never positive in the references has no defined F1 on that (re)sample.
     columns = np.flatnonzero(true_labels.sum(axis=0) > 0)
     per_finding = {FINDINGS[c]: macro_f1(pred_labels, true_labels, np.array([c])) for c in columns}

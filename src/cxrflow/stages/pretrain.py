@@ -202,13 +202,9 @@ def run(params: Params) -> Result | None:
         )
         version = ""
         if params.register:
-            from cxrflow.serving import EncoderPyfunc
+            from cxrflow.serving import log_encoder_model
 
-            info = mlflow.pyfunc.log_model(
-                name="encoder",
-                python_model=EncoderPyfunc(),
-                artifacts={"encoder": str(result.encoder_dir)},
-            )
+            info = log_encoder_model(result.encoder_dir)  # with its signature and example
             version = register_stage_model(
                 info.model_uri,
                 ENCODER_MODEL,

@@ -96,7 +96,7 @@ class Result:
     mlflow_run_id: str
     model_uri: str
     model_version: str
-    results: Path  # report_metrics.json: what the evaluation stage reads
+    results: Path  # report_metrics.json: what the evaluation stage reads (with per-image scores)
 
     def to_json(self) -> dict[str, Any]:
         """The parts another process needs (the launcher reads them from the shared volume)."""
@@ -201,7 +201,9 @@ def run(
         )
         mlflow.log_table(scored.samples.head(config.sample_table_rows), "report_samples.json")
         mlflow.log_text(md, TABLE_FILE)
-        metrics_json = {k: v.to_dict() for k, v in scored.metrics.items()}
+        # Table 2's systems plus what the evaluation's fairness section needs: the per-image
+        # scores of every test image and a bounded number of de-identified samples.
+        metrics_json = scored.results_json(config.sample_table_rows)
         mlflow.log_dict(metrics_json, METRICS_FILE)
         model_uri, version = _log_and_register(result.model_dir, REGISTERED_MODEL, tags, config)
         (out_dir / TABLE_FILE).write_text(md)
