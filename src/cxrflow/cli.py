@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from typer.core import TyperGroup
 
 from cxrflow import __version__
@@ -79,11 +78,6 @@ def main(
 ) -> None:
     """cxrflow: train and ship RAD-DINO-style chest X-ray encoders."""
     setup_logging(verbose)
-    # Logs are diagnostics: on stderr, so that stdout carries only what a command prints (its
-    # JSON included). TODO(logs.py owner): give setup_logging's RichHandler this console.
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, RichHandler):
-            handler.console = Console(stderr=True)
 
 
 @app.command()
@@ -335,12 +329,6 @@ data_app = typer.Typer(help="Versioned data (DVC).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
-def _versioning_failed(exc: Exception) -> typer.Exit:
-    """One line on stderr and exit code 1: a data command failed, nothing was changed."""
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(1)
-
-
 @data_app.command("checkout")
 def data_checkout(
     version: Annotated[
@@ -355,14 +343,12 @@ def data_checkout(
     ] = False,
 ) -> None:
     """Restore the dataset directory to a data version; on any error it stays as it was."""
-    from cxrflow.versioning import VersioningError, checkout_version, dvc_project_for
+    from cxrflow.versioning import checkout_version, dvc_project_for
 
-    try:
-        # A data directory outside the working directory (a volume) has its project beside it.
-        project = dvc_project_for(Path.cwd(), data_dir)
-        v = checkout_version(project, version, data_dir, force=force)
-    except VersioningError as exc:
-        raise _versioning_failed(exc) from None
+    # A data directory outside the working directory (a volume) has its project beside it.
+    # A VersioningError (nothing was changed) is one stderr line, exit 1 (`_Cli`).
+    project = dvc_project_for(Path.cwd(), data_dir)
+    v = checkout_version(project, version, data_dir, force=force)
     console.print(
         f"{data_dir} is now at data version {v.md5} ({v.files} files)", markup=False, soft_wrap=True
     )
@@ -375,20 +361,11 @@ def data_history(
     ),
 ) -> None:
     """Print the chain of data versions from the current one back to the first."""
-    from cxrflow.versioning import (
-        VersioningError,
-        dvc_file_for,
-        dvc_project_for,
-        read_version,
-        version_history,
-    )
+    from cxrflow.versioning import dvc_file_for, dvc_project_for, read_version, version_history
 
-    try:
-        project = dvc_project_for(Path.cwd(), data_dir)
-        current = read_version(dvc_file_for(project, data_dir))
-        history = version_history(project, current.md5)
-    except VersioningError as exc:
-        raise _versioning_failed(exc) from None
+    project = dvc_project_for(Path.cwd(), data_dir)
+    current = read_version(dvc_file_for(project, data_dir))
+    history = version_history(project, current.md5)
     for i, md5 in enumerate(history):
         console.print(("* " if i == 0 else "  ") + md5, markup=False)
     if history.missing is not None:

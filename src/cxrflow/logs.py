@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 
@@ -14,7 +15,13 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=level,
         format="%(name)s: %(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)],
+        # Logs are diagnostics: on stderr, so that stdout carries only what a command prints
+        # (its JSON included).
+        handlers=[
+            RichHandler(
+                console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False
+            )
+        ],
         force=True,
     )
     # Third-party chatter that says nothing to a user of this tool.

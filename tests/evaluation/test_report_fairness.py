@@ -19,30 +19,15 @@ from cxrflow.report.metrics import compute_metrics, metrics_from_scores, per_rep
 from cxrflow.report.scoring import results_json, samples_frame
 from cxrflow.stages import evaluate as evaluate_stage
 from tests.lineage.helpers import manifest
+from tests.report.test_metrics import PREDS as METRIC_PREDS
+from tests.report.test_metrics import REFS as METRIC_REFS
 
 # Stemming would make these identical (1.00); Table 2 and LLaVA-Rad do not stem (0.75).
 STEMMED_REF, STEMMED_PRED = "No large pleural effusion.", "No large pleural effusions."
 
-REFS = [
-    "Small left pleural effusion. No pneumothorax.",
-    "No acute cardiopulmonary process.",
-    "Mild cardiomegaly. The lungs are clear.",
-    "Right chest tube in place with its tip at the apex.",
-    "Moderate right pneumothorax with a visible pleural line.",
-    "Heart size is normal. No focal consolidation.",
-    STEMMED_REF,
-    "The heart is enlarged (mild cardiomegaly).",
-]
-PREDS = [
-    "Small right pleural effusion. No pneumothorax.",
-    "No acute cardiopulmonary process.",
-    "Cardiomegaly. The lungs are clear.",
-    "Left chest tube in place.",
-    "No pneumothorax.",
-    "Heart size is normal. No consolidation.",
-    STEMMED_PRED,
-    "Heart size is normal.",
-]
+# The report pairs of the metric tests, plus the stemming pair and one more.
+REFS = [*METRIC_REFS, STEMMED_REF, "The heart is enlarged (mild cardiomegaly)."]
+PREDS = [*METRIC_PREDS, STEMMED_PRED, "Heart size is normal."]
 IDS = [f"img{i}" for i in range(len(REFS))]
 
 

@@ -97,11 +97,8 @@ def _materialise(stores: VersionStores, md5: str, target: Path) -> None:
 
 
 def _file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def _verify(target: Path, md5: str, listing: list[dict[str, Any]]) -> int:
