@@ -43,9 +43,9 @@ postgres:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "postgresql missing: run 'sudo apt-get install postgresql' for the cluster simulation"; fi; }
 
-## The test suite (the cluster simulation included; its tests share one set of services).
+## The test suite (the cluster simulation included).
 test: $(STAMP) browser ocr postgres
-	$(PY) -m pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
 ## The cluster profile, locally: PostgreSQL + MLflow (basic auth) + an S3 server, and the
 ## training pipeline with every step run as a pod would run it (tests/cluster_sim).

@@ -16,7 +16,14 @@ def _isolate_mlflow_globals():
     that server after it has stopped.
     """
     env_before = os.environ.get("MLFLOW_TRACKING_URI")
+    # `mlflow.set_experiment` also exports MLFLOW_EXPERIMENT_ID: left set, it sends the next
+    # test's runs to an experiment id that its fresh store does not have.
+    experiment_before = os.environ.get("MLFLOW_EXPERIMENT_ID")
     yield
+    if experiment_before is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_before
     mlflow = sys.modules.get("mlflow")
     if mlflow is None:
         return

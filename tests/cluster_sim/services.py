@@ -230,6 +230,9 @@ class S3Server:
             f"-master.port={ports[0]}", f"-volume.port={ports[1]}", f"-filer.port={ports[2]}",
             "-s3", f"-s3.port={self.port}", f"-s3.config={config}",
             "-master.volumeSizeLimitMB=64", "-volume.max=200",
+            # The gateway's Lance and Iceberg listeners have fixed ports (9101, 8181): off, so
+            # that two servers on one machine (two test sessions) do not collide.
+            "-s3.port.lance=0", "-s3.port.iceberg=0",
         ]  # fmt: skip
         with log_file.open("wb") as out:
             self.proc = subprocess.Popen(

@@ -14,9 +14,13 @@ import pytest
 from cxrflow.phantom import GROUND_TRUTH_NAME, generate_phantom
 from cxrflow.tags import ENCODER_MODEL
 from pipelines.parameters import PRODUCTION
+from tests.cluster_sim import service_checks
 from tests.cluster_sim.conftest import VIEWER_USER
 
-pytestmark = [pytest.mark.cluster_sim, pytest.mark.xdist_group("cluster_sim")]
+# One test: every check needs the same services and pipeline run, and pytest-xdist 3.8's
+# `loadgroup` does not keep a group on one worker under pytest 9 (seen in CI: two workers each
+# started a cluster), so the run is shared by being one test, not by a fixture's scope.
+pytestmark = pytest.mark.cluster_sim
 
 # What the KFP backend would do with the compiled YAML, kfp.local does with the pipeline
 # function it was compiled from, inside the pod.
@@ -40,8 +44,7 @@ INBOX, DATA_DIR = "/data/inbox", "/data/dataset"
 GROUND_TRUTH = "/data/ground-truth.parquet"
 
 
-@pytest.fixture(scope="module")
-def pipeline_run(cluster):
+def run_pipeline(cluster):
     """One pipeline run on 16 phantom subjects, every step a pod; returns (pod, stdout)."""
 
     def host(path: str) -> Path:
@@ -92,10 +95,19 @@ def _viewer_client(cluster, monkeypatch):
     return mlflow.MlflowClient(cluster.mlflow.url)
 
 
-def test_pipeline_registers_in_the_server_and_versions_data_in_s3(
-    cluster, pipeline_run, monkeypatch
-):
-    _, n_images, _ = pipeline_run
+def test_cluster_profile_end_to_end(cluster, monkeypatch):
+    """The services as k8s/base deploys them, then the pipeline as pods, then what an operator
+    reads back: registry, lineage, data history."""
+    service_checks.s3_refuses_a_wrong_secret_key(cluster)
+    with monkeypatch.context() as mp:
+        service_checks.mlflow_needs_a_credential_and_the_viewer_cannot_move_an_alias(cluster, mp)
+    pod, n_images, _ = run_pipeline(cluster)
+    registered_in_the_server_and_versioned_in_s3(cluster, n_images, monkeypatch)
+    lineage_commands_work_against_the_server_in_a_pod(cluster, pod)
+    data_history_reads_the_s3_remote_in_a_pod(cluster, pod)
+
+
+def registered_in_the_server_and_versioned_in_s3(cluster, n_images: int, monkeypatch) -> None:
 
     def host(path: str) -> Path:
         return Path(cluster.mounts.host(path))
@@ -143,8 +155,7 @@ def test_pipeline_registers_in_the_server_and_versions_data_in_s3(
     assert len(manifest) == n_images and manifest["split"].notna().all()
 
 
-def test_lineage_commands_work_against_the_server_in_a_pod(cluster, pipeline_run):
-    pod, _, _ = pipeline_run
+def lineage_commands_work_against_the_server_in_a_pod(cluster, pod) -> None:
     from cxrflow.versioning import read_version
 
     md5 = read_version(Path(cluster.mounts.host("/data/dataset.dvc"))).md5
@@ -154,8 +165,7 @@ def test_lineage_commands_work_against_the_server_in_a_pod(cluster, pipeline_run
     assert f"{ENCODER_MODEL}:1" in json.dumps(data)
 
 
-def test_data_history_reads_the_s3_remote_in_a_pod(cluster, pipeline_run):
-    pod, _, _ = pipeline_run
+def data_history_reads_the_s3_remote_in_a_pod(cluster, pod) -> None:
     from cxrflow.versioning import read_version
 
     md5 = read_version(Path(cluster.mounts.host("/data/dataset.dvc"))).md5

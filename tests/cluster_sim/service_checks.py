@@ -1,5 +1,6 @@
-"""The simulated cluster's services behave as the ones k8s/base deploys: authenticated MLflow on
-PostgreSQL with artifacts in S3, and an S3 store that refuses wrong credentials."""
+"""Checks that the simulated cluster's services behave as the ones k8s/base deploys:
+authenticated MLflow on PostgreSQL with artifacts in S3, and an S3 store that refuses wrong
+credentials (called by tests/cluster_sim/test_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ import pytest
 from tests.cluster_sim.conftest import PIPELINE_USER, VIEWER_USER
 from tests.cluster_sim.services import http_status
 
-pytestmark = [pytest.mark.cluster_sim, pytest.mark.xdist_group("cluster_sim")]
 
-
-def test_s3_refuses_a_wrong_secret_key(cluster):
+def s3_refuses_a_wrong_secret_key(cluster):
     from botocore.exceptions import ClientError
 
     bucket = "cxrflow-auth-check"
@@ -20,7 +19,7 @@ def test_s3_refuses_a_wrong_secret_key(cluster):
         cluster.s3.client(secret_key="not-the-secret").list_objects_v2(Bucket=bucket)
 
 
-def test_mlflow_needs_a_credential_and_the_viewer_cannot_move_an_alias(cluster, monkeypatch):
+def mlflow_needs_a_credential_and_the_viewer_cannot_move_an_alias(cluster, monkeypatch):
     import mlflow
     from mlflow.exceptions import MlflowException
 
