@@ -64,6 +64,7 @@ format: $(STAMP)
 pipeline: $(STAMP)
 	$(VENV)/bin/cxrflow compile
 
-## Everything the demo made, its data versions included (the key in .cxrflow/ stays).
+## Everything the demo made: data and its versions, runs, MLflow store, the demo key.
 clean-demo:
-	rm -rf demo data data.dvc .cxrflow/kfp .cxrflow/dvc-remote .dvc/cache .dvc/tmp mlflow.db mlruns
+	rm -rf demo data data.dvc mlflow.db mlruns .dvc/cache .dvc/tmp \
+	  .cxrflow/kfp .cxrflow/runs .cxrflow/dvc-remote .cxrflow/demo.key .cxrflow/data.dvc.unknown-*

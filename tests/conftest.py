@@ -7,6 +7,16 @@ from pathlib import Path
 import pytest
 
 
+_SESSION_EXPERIMENT_ID = os.environ.get("MLFLOW_EXPERIMENT_ID")
+
+
+def _reset_experiment_id() -> None:
+    if _SESSION_EXPERIMENT_ID is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = _SESSION_EXPERIMENT_ID
+
+
 @pytest.fixture(autouse=True)
 def _isolate_mlflow_globals():
     """Undo MLflow's process-global state (tracking URI, active run and experiment) after a test.
@@ -17,13 +27,12 @@ def _isolate_mlflow_globals():
     """
     env_before = os.environ.get("MLFLOW_TRACKING_URI")
     # `mlflow.set_experiment` also exports MLFLOW_EXPERIMENT_ID: left set, it sends the next
-    # test's runs to an experiment id that its fresh store does not have.
-    experiment_before = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    # test's runs to an experiment id that its fresh store does not have. A module or session
+    # fixture that ran a stage sets it before this fixture starts (CI: 2 pyfunc tests failed
+    # so), hence reset to the session's value on the way in as well as on the way out.
+    _reset_experiment_id()
     yield
-    if experiment_before is None:
-        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
-    else:
-        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_before
+    _reset_experiment_id()
     mlflow = sys.modules.get("mlflow")
     if mlflow is None:
         return

@@ -15,7 +15,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from cxrflow import __version__
-from cxrflow.logs import setup_logging
+from cxrflow.logs import report_console, setup_logging
 
 
 def _user_error(exc: BaseException) -> bool:
@@ -50,7 +50,7 @@ class _Cli(TyperGroup):
 
 
 app = typer.Typer(cls=_Cli, add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
+console = report_console()
 log = logging.getLogger("cxrflow")
 
 

@@ -4,26 +4,55 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from rich.console import Console
 from rich.logging import RichHandler
 
+NOISY_LOGGERS = (
+    "alembic",
+    "urllib3",
+    "dvc",
+    "kfp",
+    "git",
+    "mlflow.store",
+    "matplotlib",
+    "openjpeg",
+    "httpx",
+)
+REPORT_WIDTH = 160  # columns of a report printed to a pipe or a file
+
 
 def setup_logging(verbose: bool = False) -> None:
-    """Configure the root logger once; `CXRFLOW_LOG_LEVEL` overrides the level."""
+    """Configure the root logger once; `CXRFLOW_LOG_LEVEL` overrides the level.
+
+    Logs are diagnostics: on stderr, so that stdout carries only what a command prints (its
+    JSON included). On a terminal they are rich; elsewhere (a pipeline pod, a CI log, a file)
+    they are plain one-line records, never wrapped at 80 columns.
+    """
     level = os.environ.get("CXRFLOW_LOG_LEVEL", "DEBUG" if verbose else "INFO").upper()
-    logging.basicConfig(
-        level=level,
-        format="%(name)s: %(message)s",
-        # Logs are diagnostics: on stderr, so that stdout carries only what a command prints
-        # (its JSON included).
-        handlers=[
-            RichHandler(
-                console=Console(stderr=True), show_path=False, rich_tracebacks=False, markup=False
-            )
-        ],
-        force=True,
-    )
-    # Third-party chatter that says nothing to a user of this tool.
-    for noisy in ("alembic", "urllib3", "dvc", "kfp", "git", "mlflow.store", "matplotlib"):
+    console = Console(stderr=True)
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False, markup=False)
+        fmt = "%(name)s: %(message)s"
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, handlers=[handler], force=True)
+    # Third-party chatter that says nothing to a user of this tool (openjpeg: one line per
+    # encoded JPEG 2000 tile).
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def report_console() -> Console:
+    """A console for a command's human-readable output: as wide as its tables when not a TTY.
+
+    Rich falls back to 80 columns when stdout is a pipe or a file, which cuts wide tables into
+    ellipses; $COLUMNS still wins where it is set.
+    """
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=REPORT_WIDTH)
+    return console

@@ -22,7 +22,7 @@ from cxrflow.registry.runs import client as make_client
 from cxrflow.registry.versions import record_metrics
 from cxrflow.stages.contract import param
 from cxrflow.tags import ENCODER_MODEL, TAG_DATA_VERSION, TAG_SPLIT_DIGEST
-from cxrflow.tracking import stage_run
+from cxrflow.tracking import log_to_pipeline_run, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,10 @@ def run(
         mlflow.log_metrics(result.metrics)
         for path in (html_path, json_path, md_path):
             mlflow.log_artifact(str(path), "evaluation")
+    # The pipeline run's page opens with the evaluation: its tables as the run's description.
+    log_to_pipeline_run(
+        params.pipeline_run, [html_path, json_path, md_path], "evaluation", note=result.markdown()
+    )
     if params.encoder_version:
         record_metrics(
             ENCODER_MODEL,
