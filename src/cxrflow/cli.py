@@ -15,6 +15,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from cxrflow import __version__
+from cxrflow.datasets.cli import app as datasets_app
 from cxrflow.logs import report_console, setup_logging
 
 
@@ -51,6 +52,7 @@ class _Cli(TyperGroup):
 
 app = typer.Typer(cls=_Cli, add_completion=False, no_args_is_help=True, help=__doc__)
 console = report_console()
+app.add_typer(datasets_app, name="datasets")
 log = logging.getLogger("cxrflow")
 
 

@@ -163,17 +163,19 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, ob
     set_aside_dangling_version(config, console)
     settings = LocalSettings.default(config.root)
     console.rule("run 1: the first data version")
-    run_pipeline_locally(settings, _pipeline_params(config))
+    logs = [run_pipeline_locally(settings, _pipeline_params(config))]
     first = collect_summary(config, settings)
     print_summary(first, console)
     add_new_images(config, console)
     console.rule("run 2: new images arrived; retraining continues from the champion")
-    run_pipeline_locally(settings, _pipeline_params(config))
+    logs.append(run_pipeline_locally(settings, _pipeline_params(config)))
     summary = collect_summary(config, settings)
     print_summary(summary, console)
     print_split_table(config.data_dir, console)
-    print_results(summary, config, console)
+    files = print_results(summary, config, console)
     summary["encoder_chain"] = print_encoder_chain(settings, console)
+    summary["pretraining"] = pretraining_losses(str(summary["mlflow_runs"]["pretrain"]))
+    print_closing(summary, files | {"task logs": logs[-1]}, config.pretrain_steps, console)
     return summary
 
 
@@ -282,17 +284,29 @@ def _markdown_artifacts(run_id: str) -> list[str]:
     return found
 
 
-def print_results(summary: dict[str, object], config: DemoConfig, console: Console) -> None:
-    """The stages' tables, the registered versions and aliases, the model card, the lineage."""
+def print_results(
+    summary: dict[str, object], config: DemoConfig, console: Console
+) -> dict[str, Path]:
+    """The evaluation's tables and the registered versions; returns the files to look at."""
     import mlflow
     from rich.markdown import Markdown
 
+    from cxrflow.stages.evaluate import HTML_FILE
+
     runs = summary["mlflow_runs"]
     assert isinstance(runs, dict)
-    for stage in ("heads", "report", "evaluation"):
+    files: dict[str, Path] = {}
+    # The evaluation gathers the heads' and the report's tables: print its copy only, once.
+    shown = "evaluation" if "evaluation" in runs else None
+    for stage in [shown] if shown else ["heads", "report"]:
         if stage in runs:
             for text in _markdown_artifacts(runs[stage]):
                 console.print(Markdown(text))
+    if shown:
+        html = mlflow.artifacts.download_artifacts(
+            f"runs:/{runs[shown]}/evaluation/{HTML_FILE}", dst_path=str(config.root / "demo")
+        )
+        files["evaluation (HTML)"] = Path(html)
     client = mlflow.MlflowClient()
     table = Table(title="registered models")
     for col in ("model", "version", "aliases", "data version", "gate"):
@@ -314,11 +328,67 @@ def print_results(summary: dict[str, object], config: DemoConfig, console: Conso
     console.print(table)
     if card_uri:
         card = mlflow.artifacts.download_artifacts(card_uri, dst_path=str(config.root / "demo"))
-        console.print(f"Model card: {card}")
-    console.print(
-        "Lineage of the champion encoder (its init encoder is a parent): "
-        "cxrflow lineage model cxrflow-encoder @champion"
-    )
+        files["model card"] = Path(card)
+    return files
+
+
+def pretraining_losses(run_id: str) -> dict[str, tuple[float, float]]:
+    """(first, last) logged value of the pre-training run's loss terms."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    out = {}
+    for key in ("loss", "dino_loss", "dino_teacher_entropy", "dino_kl", "ibot_loss"):
+        history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+        if history:
+            out[key] = (history[0].value, history[-1].value)
+    return out
+
+
+def explain_pretraining(losses: dict[str, tuple[float, float]], steps: int) -> str:
+    """One sentence on the loss curve, computed from its numbers (the DINO loss is H + KL)."""
+    if "loss" not in losses:
+        return "pre-training logged no loss"
+    l0, l1 = losses["loss"]
+    text = f"loss {l0:.2f} -> {l1:.2f} over {steps} steps"
+    if {"dino_loss", "dino_teacher_entropy", "dino_kl"} <= losses.keys():
+        (d0, d1), (h0, h1), (k0, k1) = (
+            losses["dino_loss"],
+            losses["dino_teacher_entropy"],
+            losses["dino_kl"],
+        )
+        text += (
+            f"; DINO term {d0:.2f} -> {d1:.2f} = teacher entropy ({h0:.2f} -> {h1:.2f}) "
+            f"+ KL(teacher || student) ({k0:.2f} -> {k1:.2f})"
+        )
+        if d1 > d0 and k1 < k0:
+            text += (
+                ": the rise is the teacher's targets changing entropy; the student got closer "
+                "to them"
+            )
+        elif k1 >= k0:
+            text += (
+                ": the student has not caught up with its teacher in this short run "
+                "(the demo trains for minutes; see the tiny preset's learning test)"
+            )
+    return text
+
+
+def print_closing(
+    summary: dict[str, object], files: dict[str, Path], steps: int, console: Console
+) -> None:
+    """Where to look next: the files, the MLflow UI, the lineage; the pre-training in words."""
+    table = Table(title="what to look at next", show_header=False)
+    table.add_column("what")
+    table.add_column("where", overflow="fold")
+    for name, path in files.items():
+        table.add_row(name, str(path))
+    table.add_row("MLflow UI", "cxrflow ui   (then open the 'cxrflow' experiment)")
+    table.add_row("lineage", "cxrflow lineage model cxrflow-encoder @champion")
+    losses = summary.get("pretraining")
+    if isinstance(losses, dict):
+        table.add_row("pre-training", explain_pretraining(losses, steps))
+    console.print(table)
 
 
 def print_summary(summary: dict[str, object], console: Console) -> None:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.logging import RichHandler
+from tqdm import tqdm
+
+T = TypeVar("T")
 
 NOISY_LOGGERS = (
     "alembic",
@@ -21,6 +26,8 @@ NOISY_LOGGERS = (
     "httpx",
 )
 REPORT_WIDTH = 160  # columns of a report printed to a pipe or a file
+LOG_PROGRESS_EVERY_S = 60.0
+PLAIN_PROGRESS = "{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}]\n"
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -56,3 +63,18 @@ def report_console() -> Console:
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(width=REPORT_WIDTH)
     return console
+
+
+def progress_bar(iterable: Iterable[T] | None = None, **kwargs: Any) -> tqdm[T]:
+    """A tqdm bar on stderr: live on a terminal, one plain line a minute elsewhere.
+
+    Redrawn with carriage returns into a pod's log or a file, a bar becomes one line of
+    hundreds of frames; there it prints a line per update, at most once a minute.
+    """
+    if not sys.stderr.isatty():
+        kwargs.setdefault("mininterval", LOG_PROGRESS_EVERY_S)
+        kwargs.setdefault("maxinterval", LOG_PROGRESS_EVERY_S)
+        kwargs.setdefault(
+            "bar_format", "{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}]\n"
+        )
+    return tqdm(iterable, **kwargs)

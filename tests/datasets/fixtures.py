@@ -299,6 +299,7 @@ def padchest(root: Path) -> Path:
                 **base,
             },
         ],
+        PADCHEST_COLUMNS,
     )
     return root
 
@@ -630,3 +631,198 @@ def mimic_lung(root: Path) -> Path:
     sg.parent.mkdir(parents=True, exist_ok=True)
     sg.write_text(json.dumps(graph))
     return root
+
+
+# PadChest's published CSV header (the release's README: one column a DICOM field or label
+# field, in this order).
+PADCHEST_COLUMNS = [
+    "ImageID",
+    "ImageDir",
+    "StudyDate_DICOM",
+    "StudyID",
+    "PatientID",
+    "PatientBirth",
+    "PatientSex_DICOM",
+    "ViewPosition_DICOM",
+    "Projection",
+    "Modality_DICOM",
+    "Manufacturer_DICOM",
+    "PhotometricInterpretation_DICOM",
+    "PixelRepresentation_DICOM",
+    "PixelAspectRatio_DICOM",
+    "SpatialResolution_DICOM",
+    "BitsStored_DICOM",
+    "WindowCenter_DICOM",
+    "WindowWidth_DICOM",
+    "Rows_DICOM",
+    "Columns_DICOM",
+    "XRayTubeCurrent_DICOM",
+    "Exposure_DICOM",
+    "ExposureInuAs_DICOM",
+    "ExposureTime_DICOM",
+    "RelativeXRayExposure_DICOM",
+    "ReportID",
+    "Report",
+    "MethodLabel",
+    "Labels",
+    "Localizations",
+    "LabelsLocalizationsBySentence",
+    "LabelCUIS",
+    "LocalizationsCUIS",
+]
+
+# Rows whose `Labels` name a specific term and not its parent, as PadChest does. Expected,
+# finding by finding: what the published hierarchy recovers (a flat term list gives 0).
+PADCHEST_SPECIFIC = [
+    # (ImageID, PatientID, Labels, findings the hierarchy makes positive)
+    ("s1.png", "ptA", "['callus rib fracture', ' pleural effusion']", {"rib_fracture"}),
+    ("s2.png", "ptB", "['calcified pleural thickening']", {"pleural_thickening"}),
+    (
+        "s3.png",
+        "ptC",
+        "['supra aortic elongation', ' superior mediastinal enlargement']",
+        {"aortic_enlargement"},
+    ),
+    ("s4.png", "ptD", "['loculated pleural effusion']", {"pleural_effusion"}),
+    ("s5.png", "ptE", "['loculated fissural effusion']", {"pleural_effusion"}),
+    (
+        "s6.png",
+        "ptF",
+        "['hydropneumothorax', ' chest drain tube']",
+        {"pneumothorax", "pleural_effusion"},
+    ),
+    ("s7.png", "ptG", "['COPD signs', ' NSG tube', ' callus rib fracture']", {"rib_fracture"}),
+    ("s8.png", "ptH", "['normal']", set()),
+]
+
+
+def padchest_specific(root: Path) -> Path:
+    """PadChest rows in the full published layout whose labels need the hierarchy."""
+    rows = []
+    for i, (image, patient, labels, _) in enumerate(PADCHEST_SPECIFIC):
+        row = dict.fromkeys(PADCHEST_COLUMNS)
+        row.update(
+            ImageID=image,
+            ImageDir=i % 2,
+            StudyDate_DICOM=20150312,
+            StudyID=f"study_{patient}",
+            PatientID=patient,
+            PatientBirth=1950.0,
+            PatientSex_DICOM="F",
+            ViewPosition_DICOM="POSTEROANTERIOR",
+            Projection="PA",
+            Modality_DICOM="CR",
+            PhotometricInterpretation_DICOM="MONOCHROME2",
+            BitsStored_DICOM=12,
+            Rows_DICOM=40,
+            Columns_DICOM=32,
+            ReportID=1000 + i,
+            Report="callo de fractur costal .",
+            MethodLabel="Physician",
+            Labels=labels,
+            Localizations="[]",
+            LabelsLocalizationsBySentence="[]",
+            LabelCUIS="[]",
+            LocalizationsCUIS="[]",
+        )
+        rows.append(row)
+    write_csv(root / PADCHEST_CSV, rows, PADCHEST_COLUMNS)
+    return root
+
+
+# VinDr-CXR as Kaggle's VinBigData competition ships it: `train.csv`, one row a box (or a
+# "No finding" row without box) of one radiologist; no image-level label files.
+VINDR_KAGGLE_COLUMNS = [
+    "image_id",
+    "class_name",
+    "class_id",
+    "rad_id",
+    "x_min",
+    "y_min",
+    "x_max",
+    "y_max",
+]
+VINDR_KAGGLE_CLASS_ID = {
+    "Aortic enlargement": 0,
+    "Cardiomegaly": 3,
+    "Pleural effusion": 10,
+    "No finding": 14,
+}
+KAGGLE_A = "9a5094b2563a1ef3ff50dc5c7ff71345"
+KAGGLE_B = "051132a778e61a86eb147c7c6f564dfe"
+
+
+def _kaggle_box(image: str, cls: str, rad: str, box: tuple[float, ...] | None) -> dict:
+    x0, y0, x1, y1 = box if box else (None, None, None, None)
+    return {
+        "image_id": image,
+        "class_name": cls,
+        "class_id": VINDR_KAGGLE_CLASS_ID[cls],
+        "rad_id": rad,
+        "x_min": x0,
+        "y_min": y0,
+        "x_max": x1,
+        "y_max": y1,
+    }
+
+
+def vindr_kaggle(root: Path) -> Path:
+    write_csv(
+        root / "train.csv",
+        [
+            _kaggle_box(KAGGLE_A, "Cardiomegaly", "R9", (691.0, 1375.0, 1653.0, 1831.0)),
+            _kaggle_box(KAGGLE_A, "Cardiomegaly", "R10", (698.0, 1384.0, 1645.0, 1822.0)),
+            _kaggle_box(KAGGLE_A, "Aortic enlargement", "R9", (1264.0, 743.0, 1611.0, 1019.0)),
+            _kaggle_box(KAGGLE_A, "No finding", "R8", None),
+            _kaggle_box(KAGGLE_B, "No finding", "R1", None),
+            _kaggle_box(KAGGLE_B, "No finding", "R2", None),
+            _kaggle_box(KAGGLE_B, "No finding", "R3", None),
+        ],
+        VINDR_KAGGLE_COLUMNS,
+    )
+    return root
+
+
+def write_dicom(path: Path, pixels: np.ndarray, *, sex: str = "", age: str = "") -> Path:
+    """A minimal chest DX DICOM file (MONOCHROME2, 12 bits stored, windowed)."""
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.PatientSex = sex
+    ds.PatientAge = age
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+def write_images(root: Path, image_paths: list[str], seed: int = 0) -> None:
+    """A small noisy image at each path: DICOM, 16-bit PNG (PadChest, BRAX) or 8-bit JPEG/PNG."""
+    rng = np.random.default_rng(seed)
+    for rel in image_paths:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix in (".dcm", ".dicom"):
+            write_dicom(path, rng.integers(0, 4096, (40, 32)), sex="F", age="045Y")
+        elif path.suffix == ".png":
+            from PIL import Image
+
+            Image.fromarray(rng.integers(100, 4000, (40, 32)).astype(np.uint16)).save(path)
+        else:
+            from PIL import Image
+
+            Image.fromarray(rng.integers(0, 255, (40, 32)).astype(np.uint8)).save(path)

@@ -62,6 +62,9 @@ def test_losses_are_logged_separately_and_schedules_move(image_dataset, tmp_path
     ):
         assert all(key in m for m in seen.values()), key
     assert seen[1]["last_layer_lr"] == 0.0 and seen[3]["last_layer_lr"] > 0.0  # frozen 2 steps
+    for m in seen.values():  # cross-entropy = teacher entropy + KL, and KL >= 0 (Gibbs)
+        assert m["dino_kl"] >= -1e-4
+        assert m["dino_loss"] == pytest.approx(m["dino_teacher_entropy"] + m["dino_kl"])
     assert seen[1]["momentum"] < seen[6]["momentum"]
     assert seen[1]["teacher_temp"] < seen[4]["teacher_temp"] == pytest.approx(0.07)
 

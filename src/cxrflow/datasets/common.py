@@ -16,6 +16,9 @@ Every adapter turns a public dataset's *published metadata* into rows of the man
   none), plus per-dataset extras listed in each module.
 - a label column is null where the dataset does not annotate that finding, 0 for an annotated
   negative and 1 for a positive.
+- what an adapter had to derive or leave out because a release lacks a file (the Kaggle
+  editions) is said in a log warning and in the frame's `attrs["notes"]` (`notes()`), which the
+  importer puts in its summary.
 """
 
 from __future__ import annotations
@@ -71,6 +74,20 @@ _VIEW_ALIASES = {
     "AP": "AP",
     "ANTEROPOSTERIOR": "AP",
 }
+
+
+NOTES_ATTR = "notes"
+
+
+def with_notes(df: pd.DataFrame, notes: Sequence[str]) -> pd.DataFrame:
+    """`df` with `notes` (what was derived or left out, by file name) in its attrs."""
+    df.attrs[NOTES_ATTR] = list(notes)
+    return df
+
+
+def notes(df: pd.DataFrame) -> list[str]:
+    """The notes an adapter left on its frame (empty when none)."""
+    return list(df.attrs.get(NOTES_ATTR, []))
 
 
 class DatasetFormatError(ValueError):

@@ -17,14 +17,23 @@ is left null (PadChest dates are not shifted by the publisher; the manifest carr
 shifted dates).
 
 Labels: `Labels` is a Python-list-like string of the taxonomy's terms (e.g.
-`['pleural effusion', 'cardiomegaly']`), assigned exhaustively to every report, so a mapped
-finding that is absent is 0; rows whose `Labels` is blank or unparsable have every label null.
-Mapping (`TERM_TO_FINDING`): cardiomegaly, pleural effusion, pneumothorax, pleural thickening
-and apical pleural thickening, pulmonary fibrosis, tuberculosis, chest drain tube, rib fracture;
-aortic_enlargement from the aortic elongation family and aortic aneurysm (a judgement call:
-PadChest has no "aortic enlargement" term). lung_opacity is not mapped (PadChest splits opacity
-into many patterns) and stays null. All other terms go to `labels_other`. The Spanish,
-pre-processed `Report` goes to the extra column `report_full`; `report` stays null.
+`['callus rib fracture', ' pleural effusion']`), assigned exhaustively to every report, so a
+mapped finding that is absent is 0; rows whose `Labels` is blank or unparsable have every label
+null. PadChest labels the most specific term and not its parents (a report with a healed rib
+fracture says `callus rib fracture`, not `rib fracture`), so the terms are first closed under
+the published label hierarchy (`padchest_tree.txt`, package data; `hierarchy()`): every term
+brings its ancestors. Mapping (`TERM_TO_FINDING`, applied to the closed set): cardiomegaly,
+pleural effusion (so also loculated pleural/fissural effusion, hydropneumothorax, empyema,
+hemothorax), pneumothorax (and hydropneumothorax), pleural thickening (apical, calcified),
+pulmonary fibrosis (post radiotherapy changes, asbestosis signs), tuberculosis (tuberculosis
+sequelae), chest drain tube, rib fracture (callus rib fracture); aortic_enlargement from aortic
+elongation (descendent, ascendent, supra aortic elongation, aortic button enlargement) and
+aortic aneurysm (a judgement call: PadChest has no "aortic enlargement" term). lung_opacity is
+not mapped (PadChest splits opacity into many patterns) and stays null. Every other term of the
+closed set goes to `labels_other` (so `callus rib fracture` brings `fracture` there); the extra
+column `labels_implied` lists the terms the hierarchy added. Terms outside the tree are kept as
+they are (logged). The Spanish, pre-processed `Report` goes to the extra column `report_full`;
+`report` stays null.
 
 Licence: PadChest Dataset Research Use Agreement (BIMCV; registration, non-commercial research).
 """
@@ -32,6 +41,10 @@ Licence: PadChest Dataset Research Use Agreement (BIMCV; registration, non-comme
 from __future__ import annotations
 
 import ast
+import logging
+from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -61,25 +74,88 @@ REQUIRED = [
     "Projection",
     "Labels",
 ]
+# Parents only: their descendants reach them through the hierarchy.
 TERM_TO_FINDING: dict[str, str] = {
     "cardiomegaly": "cardiomegaly",
     "pleural effusion": "pleural_effusion",
     "pneumothorax": "pneumothorax",
     "pleural thickening": "pleural_thickening",
-    "apical pleural thickening": "pleural_thickening",
     "pulmonary fibrosis": "pulmonary_fibrosis",
     "tuberculosis": "tuberculosis",
     "chest drain tube": "chest_tube",
     "rib fracture": "rib_fracture",
     "aortic elongation": "aortic_enlargement",
-    "descendent aortic elongation": "aortic_enlargement",
-    "ascendent aortic elongation": "aortic_enlargement",
-    "aortic button enlargement": "aortic_enlargement",
     "aortic aneurysm": "aortic_enlargement",
 }
+TREE_RESOURCE = "padchest_tree.txt"
 MAPPED = sorted(set(TERM_TO_FINDING.values()))
-EXTRAS = ("report_full",)
+EXTRAS = ("report_full", "labels_implied")
+log = logging.getLogger(__name__)
 _PROJECTION = {"PA": "PA", "AP": "AP", "AP_HORIZONTAL": "AP", "L": "LATERAL"}
+
+
+def parse_tree(lines: Iterable[str]) -> dict[str, frozenset[str]]:
+    """Each term's parents, from the indented tree text (see `padchest_tree.txt`)."""
+    parents: dict[str, set[str]] = {}
+    stack: list[tuple[int, str | None]] = []  # (indent, term or None for a tree's name)
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        indent = len(raw) - len(raw.lstrip(" "))
+        if indent % 2:
+            raise ValueError(f"{TREE_RESOURCE} line {number}: odd indentation")
+        text = raw.strip().lower()
+        term = None if text.startswith("[") else text
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        if term is not None:
+            entry = parents.setdefault(term, set())
+            if stack and stack[-1][1] is not None:
+                entry.add(stack[-1][1])  # type: ignore[arg-type]
+        stack.append((indent, term))
+    return {t: frozenset(p) for t, p in parents.items()}
+
+
+def ancestors_of(parents: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """Each term's ancestors (parents, their parents, ...), not the term itself."""
+    out: dict[str, frozenset[str]] = {}
+
+    def walk(term: str, seen: tuple[str, ...]) -> frozenset[str]:
+        if term in out:
+            return out[term]
+        if term in seen:
+            raise ValueError(f"{TREE_RESOURCE}: cycle through {term!r}")
+        found: set[str] = set()
+        for parent in parents.get(term, ()):
+            found.add(parent)
+            found |= walk(parent, (*seen, term))
+        out[term] = frozenset(found)
+        return out[term]
+
+    for term in parents:
+        walk(term, ())
+    return out
+
+
+@cache
+def hierarchy() -> dict[str, frozenset[str]]:
+    """The ancestors of every term of PadChest's published label tree (package data)."""
+    text = resources.files("cxrflow.datasets").joinpath(TREE_RESOURCE).read_text("utf-8")
+    return ancestors_of(parse_tree(text.splitlines()))
+
+
+def close_terms(terms: Iterable[str]) -> tuple[list[str], list[str], set[str]]:
+    """(terms with their ancestors, the ancestors added, terms not in the tree)."""
+    tree = hierarchy()
+    given = list(dict.fromkeys(terms))
+    added: list[str] = []
+    unknown: set[str] = set()
+    for term in given:
+        if term not in tree:
+            unknown.add(term)
+            continue
+        added.extend(a for a in sorted(tree[term]) if a not in given and a not in added)
+    return given + added, added, unknown
 
 
 def parse_labels(value: object) -> list[str] | None:
@@ -104,7 +180,26 @@ def _view(projection: object, dicom_view: object) -> str:
 def load_padchest(root: Path) -> pd.DataFrame:
     root = Path(root)
     df = read_csv_checked(locate(root, CSV), REQUIRED)
-    terms = df["Labels"].map(parse_labels)
+    given = df["Labels"].map(parse_labels)
+    closed: list[list[str] | None] = []
+    implied: list[str | None] = []
+    unknown: set[str] = set()
+    for row in given:
+        if row is None:
+            closed.append(None)
+            implied.append(None)
+            continue
+        terms, added, outside = close_terms(row)
+        closed.append(terms)
+        implied.append(join_names(added))
+        unknown |= outside
+    if unknown:
+        log.warning(
+            "%d PadChest terms are not in the label tree (kept, no parents added): %s",
+            len(unknown),
+            ", ".join(sorted(unknown)[:10]),
+        )
+    terms = pd.Series(closed, index=df.index, dtype=object)
     image = df["ImageID"].str.strip()
     out = pd.DataFrame(
         {
@@ -121,6 +216,7 @@ def load_padchest(root: Path) -> pd.DataFrame:
             "labels_other": terms.map(
                 lambda t: "" if t is None else join_names(x for x in t if x not in TERM_TO_FINDING)
             ),
+            "labels_implied": implied,
         }
     )
     for finding in FINDINGS:

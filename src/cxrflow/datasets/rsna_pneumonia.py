@@ -4,8 +4,12 @@ Files read under `root`:
 
 - `stage_2_train_labels.csv`: `patientId`, `x`, `y`, `width`, `height`, `Target` — one row a
   box for positive images (Target 1), one row with blank box for negatives (Target 0).
-- `stage_2_detailed_class_info.csv`: `patientId`, `class` (`Lung Opacity`,
-  `No Lung Opacity / Not Normal`, `Normal`), one row a box as above.
+- `stage_2_detailed_class_info.csv` (optional): `patientId`, `class` (`Lung Opacity`,
+  `No Lung Opacity / Not Normal`, `Normal`), one row a box as above. Releases without it (some
+  Kaggle mirrors ship only the labels file): lung_opacity still comes from `Target` (the
+  pneumonia label), but which negatives are "Normal" and which "No Lung Opacity / Not Normal"
+  cannot be derived: `labels_other` is null (unknown, not "none") and the frame's notes say so
+  (`common.notes`).
 
 Images: `stage_2_train_images/<patientId>.dcm`. `patientId` is in fact one image per patient:
 subject, study and image are all `rsna:<patientId>` (the paper: "26,684 images from the same
@@ -28,11 +32,19 @@ Licence: RSNA/Kaggle competition data; the images are NIH ChestX-ray14 (see that
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
 
-from cxrflow.datasets.common import DatasetFormatError, finalize, locate, read_csv_checked
+from cxrflow.datasets.common import (
+    DatasetFormatError,
+    finalize,
+    find_optional,
+    locate,
+    read_csv_checked,
+    with_notes,
+)
 from cxrflow.findings import label_column
 
 NAME = "rsna_pneumonia"
@@ -41,13 +53,25 @@ LABELS = "stage_2_train_labels.csv"
 CLASSES = "stage_2_detailed_class_info.csv"
 IMAGE_DIR = "stage_2_train_images"
 EXTRAS = ("boxes",)
+log = logging.getLogger(__name__)
 
 
 def load_rsna_pneumonia(root: Path) -> pd.DataFrame:
     root = Path(root)
     labels_path = locate(root, LABELS)
     labels = read_csv_checked(labels_path, ["patientId", "x", "y", "width", "height", "Target"])
-    classes = read_csv_checked(locate(root, CLASSES), ["patientId", "class"])
+    classes_path = find_optional(root, CLASSES)
+    notes: list[str] = []
+    if classes_path is None:
+        notes.append(
+            f"rsna_pneumonia: {CLASSES} not found under {root}: lung_opacity (pneumonia) is "
+            f"derived from {LABELS} Target; the Normal / No Lung Opacity / Not Normal classes "
+            "cannot be derived, labels_other is left null"
+        )
+        log.warning(notes[-1])
+        classes = pd.DataFrame({"patientId": pd.Series(dtype=str), "class": pd.Series(dtype=str)})
+    else:
+        classes = read_csv_checked(classes_path, ["patientId", "class"])
     labels["patientId"] = labels["patientId"].str.strip()
     target = pd.to_numeric(labels["Target"], errors="coerce")
     if target.isna().any() or not target.isin([0, 1]).all():
@@ -76,12 +100,14 @@ def load_rsna_pneumonia(root: Path) -> pd.DataFrame:
             "study_id": NAMESPACE + ":" + ids,
             "image_path": IMAGE_DIR + "/" + ids + ".dcm",
             label_column("lung_opacity"): per_image.astype("Int8"),
-            "labels_other": image_class.where(
-                image_class.notna() & (image_class != "Lung Opacity"), ""
+            "labels_other": (
+                pd.Series(None, index=ids.index, dtype=object)
+                if classes_path is None
+                else image_class.where(image_class.notna() & (image_class != "Lung Opacity"), "")
             ),
             "boxes": [
                 json.dumps(boxes[i], separators=(",", ":")) if i in boxes else None for i in ids
             ],
         }
     )
-    return finalize(out, NAME, extra_columns=EXTRAS)
+    return with_notes(finalize(out, NAME, extra_columns=EXTRAS), notes)

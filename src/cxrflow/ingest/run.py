@@ -31,8 +31,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from cxrflow import __version__
 from cxrflow.deid import DeidOptions, load_profile_table
 from cxrflow.ingest.commit import (
@@ -55,6 +53,7 @@ from cxrflow.ingest.discover import (
 )
 from cxrflow.ingest.worker import FileProcessor, Outcome, Task
 from cxrflow.keys import SecretKey
+from cxrflow.logs import progress_bar
 from cxrflow.manifest import MANIFEST_FILE
 
 log = logging.getLogger(__name__)
@@ -183,7 +182,7 @@ def _ingest(config: IngestConfig, key: SecretKey, options: DeidOptions) -> Inges
 
     run_id = run_id_for(processed)
     outcomes = refused + list(
-        tqdm(
+        progress_bar(
             _run_tasks(tasks, config, key, options, run_id),
             total=len(tasks),
             desc="ingest",

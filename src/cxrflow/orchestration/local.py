@@ -7,12 +7,17 @@ local remote.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cxrflow.orchestration.local_logs import TaskLogFilter, log_path_for
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +39,12 @@ class LocalSettings:
         )
 
 
-def run_pipeline_locally(settings: LocalSettings, params: dict[str, Any]) -> None:
-    """Execute `training_pipeline(**params)` with kfp.local; raises if a task fails."""
+def run_pipeline_locally(settings: LocalSettings, params: dict[str, Any]) -> Path:
+    """Execute `training_pipeline(**params)` with kfp.local; raises if a task fails.
+
+    The tasks' messages go to stderr without KFP's executor chatter; the full stream is kept
+    in the returned log file.
+    """
     from kfp import local
 
     from pipelines.training import training_pipeline
@@ -54,5 +63,18 @@ def run_pipeline_locally(settings: LocalSettings, params: dict[str, Any]) -> Non
         "runs_dir": str(settings.repo_root / ".cxrflow" / "runs"),
         **params,
     }
-    log.info("running pipeline locally (pipeline root %s)", settings.pipeline_root)
-    training_pipeline(**params)
+    log_file = log_path_for(settings.pipeline_root, time.strftime("%Y%m%d-%H%M%S"))
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log.info("running pipeline locally; full task logs in %s", log_file)
+    with open(log_file, "a", encoding="utf-8") as full, warnings.catch_warnings():
+        # Expected here, said once in the docs rather than per task: the SubprocessRunner runs
+        # each task in this environment (not its image) and without its resource settings.
+        warnings.filterwarnings("ignore", message=r".*have no effect in the current local runner")
+        warnings.filterwarnings("ignore", message=r"You may be attemping to run a task that uses")
+        stream = TaskLogFilter(shown=sys.stderr, full=full)
+        try:
+            with contextlib.redirect_stdout(stream):
+                training_pipeline(**params)
+        finally:
+            stream.close_pending()
+    return log_file

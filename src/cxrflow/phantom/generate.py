@@ -8,9 +8,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from cxrflow.findings import FINDINGS, label_column
+from cxrflow.logs import progress_bar
 from cxrflow.phantom.anatomy import Body, render_frontal, render_lateral
 from cxrflow.phantom.config import PhantomConfig, PhantomSummary
 from cxrflow.phantom.dicom_writer import build_dataset, encode, to_stored
@@ -89,7 +88,7 @@ def run(cfg: PhantomConfig) -> PhantomSummary:
         "phantom: %d subjects, %d files (seed %d) -> %s", cfg.subjects, len(tasks), cfg.seed, out
     )
     rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(tasks), desc="phantom", unit="file", disable=not cfg.progress)
+    bar = progress_bar(total=len(tasks), desc="phantom", unit="file", disable=not cfg.progress)
     if cfg.workers > 1:
         with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
             for row in pool.map(_make_file, [(out, t) for t in tasks], chunksize=4):

@@ -121,9 +121,15 @@ class SSLMetaArch(nn.Module):
         koleo = sum(self.koleo_loss(c) for c in g["x_norm_clstoken"].chunk(2))
         total = cfg.dino_weight * dino + cfg.ibot_weight * ibot + cfg.koleo_weight * koleo
         (total * loss_scale).backward()
+        # The DINO loss is a cross-entropy: H(teacher) + KL(teacher || student). As the teacher
+        # sharpens or the centre moves, H(teacher) changes and the loss can rise while the
+        # student keeps getting closer to its targets; the KL term says which is happening.
+        teacher_entropy = _mean_entropy(teacher_cls)
         return {
             "loss": float(total.detach()),
             "dino_loss": float(dino.detach()),
+            "dino_teacher_entropy": teacher_entropy,
+            "dino_kl": float(dino.detach()) - teacher_entropy,
             "ibot_loss": float(ibot.detach()),
             "koleo_loss": float(koleo.detach()),
         }
@@ -149,3 +155,14 @@ class SSLMetaArch(nn.Module):
         t, s = self._ema_pairs()
         torch._foreach_mul_(t, momentum)
         torch._foreach_add_(t, s, alpha=1.0 - momentum)
+
+
+@torch.no_grad()
+def _mean_entropy(probs: list[torch.Tensor]) -> float:
+    """Mean entropy (nats) of the rows of each target, averaged over targets.
+
+    Each teacher view supervises the same number of DINO pairs, so this equals the entropy
+    term of the pair-averaged DINO cross-entropy.
+    """
+    per_view = [-(p.float() * p.float().clamp_min(1e-12).log()).sum(-1).mean() for p in probs]
+    return float(torch.stack(per_view).mean())

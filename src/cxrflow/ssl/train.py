@@ -25,8 +25,8 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
+from cxrflow.logs import progress_bar
 from cxrflow.models.hf import save_hf_dinov2
 from cxrflow.models.vit import DinoViT
 from cxrflow.ssl.augment import MultiCropAugmentation, collate_multicrop
@@ -311,7 +311,7 @@ def pretrain(
     step, accumulated = start, 0
     window_start, window_images = time.perf_counter(), 0
     result = PretrainResult(cfg.steps, start, out_dir, None, mean, std)
-    bar = tqdm(
+    bar = progress_bar(
         total=cfg.steps,
         initial=start,
         desc="pretrain",
