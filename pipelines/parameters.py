@@ -13,7 +13,17 @@ from dataclasses import MISSING, fields
 from types import MappingProxyType
 
 from cxrflow.cluster.dispatch import JobOptions
-from cxrflow.stages import gate, heads, ingest, pretrain, publish, report, split, version
+from cxrflow.stages import (
+    gate,
+    heads,
+    import_public,
+    ingest,
+    pretrain,
+    publish,
+    report,
+    split,
+    version,
+)
 from cxrflow.stages.contract import help_of
 from pipelines.kubernetes import CHECKPOINT_MOUNT, DATA_MOUNT
 
@@ -21,6 +31,7 @@ from pipelines.kubernetes import CHECKPOINT_MOUNT, DATA_MOUNT
 DECLARED: dict[str, tuple[type, str]] = {
     "inbox": (ingest.Params, "inbox"),
     "data_dir": (ingest.Params, "data_dir"),
+    "source": (import_public.Params, "source"),
     "repo_root": (version.Params, "repo_root"),
     "ground_truth": (ingest.Params, "ground_truth"),
     "max_side": (ingest.Params, "max_side"),
@@ -140,3 +151,15 @@ def check_profile(values: Mapping[str, object], signature: inspect.Signature) ->
         )
         if not ok:
             raise ValueError(f"{name}: {value!r} is not of type {getattr(kind, '__name__', kind)}")
+    check_values(values)
+
+
+def check_values(values: Mapping[str, object]) -> None:
+    """Refuse parameter values that cannot run, as far as a submitting machine can tell.
+
+    `source` (public datasets instead of the inbox): its NAME=DIR items and dataset names; its
+    directories are on the cluster's volumes, checked by the import step.
+    """
+    source = values.get("source")
+    if isinstance(source, str) and source:
+        import_public.parse_source(source, check_roots=False)

@@ -1,6 +1,7 @@
 """The training pipeline, from an inbox of DICOM files to a registered, documented encoder.
 
-ingest + de-identify -> split by subject -> version the data (DVC) -> DINOv2 pre-training
+ingest + de-identify (or, with `source` set, import public datasets) -> split by subject
+-> version the data (DVC) -> DINOv2 pre-training
 -> heads and report generation (in parallel) -> evaluation -> promotion gate + model card.
 """
 
@@ -19,6 +20,7 @@ from components.evaluate import evaluate
 from components.gate import data_gate
 from components.heads import heads
 from components.images import CUDA_IMAGE
+from components.import_public import import_public
 from components.ingest import ingest
 from components.pretrain import pretrain
 from components.publish import publish
@@ -82,6 +84,7 @@ def _in_pod_or_launcher(
 def _training_pipeline(
     inbox: str,
     data_dir: str,
+    source: str = "",
     repo_root: str = ".",
     ground_truth: str = "",
     max_side: int = 1024,
@@ -117,49 +120,84 @@ def _training_pipeline(
     gate_config: str = DEFAULT_GATE,
     force_train: bool = False,
 ) -> None:
-    ingest_task = ingest(
-        inbox=inbox,
-        data_dir=data_dir,
-        ground_truth=ground_truth,
-        max_side=max_side,
-        png_bits=png_bits,
-        write_dicom=write_dicom,
-        workers=ingest_workers,
-        retain_patient_characteristics=retain_patient_characteristics,
-        retain_longitudinal_modified_dates=retain_longitudinal_modified_dates,
-        clean_descriptors=clean_descriptors,
-        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-    )
-    # The inbox changes under the same parameters: never serve ingestion from the cache.
-    ingest_task.set_caching_options(False)
-    ingest_task.set_display_name("ingest + de-identify")
-    apply_ingest_resources(ingest_task)
-    apply_phi_label(ingest_task)  # raw DICOM and the key: egress only to the listed services
+    # The run starts from the DICOM inbox (source empty) or from public datasets (source set):
+    # two If/Else branches, each the first step, the split and the versioning of the dataset
+    # directory they write (the same directory under the same contracts, with the same key).
+    # Only one branch runs; the later steps read the outputs of whichever ran (dsl.OneOf).
+    # The branches join after versioning, on parameters: kfp.local (the embedded default and
+    # the tests) joins no artifacts with dsl.OneOf ("Expected 1 artifact in
+    # ArtifactSelectorSpec"), so the first step's `dataset` artifact cannot cross the join.
+    def split_and_version(dataset: Any, branch: str) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
+        split_task = split(
+            dataset=dataset,
+            train_ratio=train_ratio,
+            val_ratio=val_ratio,
+            test_ratio=test_ratio,
+            seed=split_seed,
+            mode=split_mode,
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
+        split_task.set_caching_options(False)
+        split_task.set_display_name(f"split by subject{branch}")
+        # The split is part of the dataset: version after it, so the md5 covers the assignment.
+        version_task = version_data(
+            dataset=split_task.outputs["split_dataset"],
+            repo_root=repo_root,
+            dvc_remote=dvc_remote,
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
+        version_task.set_caching_options(False)
+        version_task.set_display_name(f"version data (DVC){branch}")
+        return split_task, version_task
 
-    split_task = split(
-        dataset=ingest_task.outputs["dataset"],
-        train_ratio=train_ratio,
-        val_ratio=val_ratio,
-        test_ratio=test_ratio,
-        seed=split_seed,
-        mode=split_mode,
-        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-    )
-    split_task.set_caching_options(False)
-    split_task.set_display_name("split by subject")
+    with dsl.If(source == "", name="dicom-inbox"):
+        ingest_task = ingest(
+            inbox=inbox,
+            data_dir=data_dir,
+            ground_truth=ground_truth,
+            max_side=max_side,
+            png_bits=png_bits,
+            write_dicom=write_dicom,
+            workers=ingest_workers,
+            retain_patient_characteristics=retain_patient_characteristics,
+            retain_longitudinal_modified_dates=retain_longitudinal_modified_dates,
+            clean_descriptors=clean_descriptors,
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
+        # The inbox changes under the same parameters: never serve ingestion from the cache.
+        ingest_task.set_caching_options(False)
+        ingest_task.set_display_name("ingest + de-identify")
+        split_task, version_task = split_and_version(ingest_task.outputs["dataset"], "")
+    with dsl.Else():
+        import_task = import_public(
+            source=source,
+            data_dir=data_dir,
+            max_side=max_side,
+            png_bits=png_bits,
+            workers=ingest_workers,
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
+        # A release can change under the same path (a new version, files added): never cached.
+        import_task.set_caching_options(False)
+        import_task.set_display_name("import public datasets")
+        public_split_task, public_version_task = split_and_version(
+            import_task.outputs["dataset"], " (public datasets)"
+        )
+    for task in (ingest_task, import_task):
+        apply_ingest_resources(task)
+        # Raw DICOM (ingest) and the de-id key (both): egress only to the listed services.
+        apply_phi_label(task)
 
-    # The split is part of the dataset: version after it, so the md5 covers the assignment.
-    version_task = version_data(
-        dataset=split_task.outputs["split_dataset"],
-        repo_root=repo_root,
-        dvc_remote=dvc_remote,
-        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-    )
-    version_task.set_caching_options(False)
-    version_task.set_display_name("version data (DVC)")
+    def either(output: str, *tasks: dsl.PipelineTask) -> Any:
+        return dsl.OneOf(*(t.outputs[output] for t in tasks))
+
+    data_version = either("data_version", version_task, public_version_task)
+    versioned_dir = either("data_dir", version_task, public_version_task)
+    versioned_remote = either("dvc_remote", version_task, public_version_task)
+    split_digest = either("split_digest", split_task, public_split_task)
 
     # A recurring run is cheap when nothing changed: training is a skipped branch in the UI.
-    gate_task = data_gate(data_version=version_task.outputs["data_version"], force=force_train)
+    gate_task = data_gate(data_version=data_version, force=force_train)
     gate_task.set_caching_options(False)
     gate_task.set_display_name("data changed since the champion?")
 
@@ -167,7 +205,7 @@ def _training_pipeline(
         # Data-dependent from here on: the dataset directory and the data version are typed
         # outputs of the versioning step (not artifacts, whose URIs change on every run), so
         # KFP's cache key changes exactly when the data does.
-        data = version_task.outputs["data_dir"]
+        data = versioned_dir
         #
         # Multi-node pre-training is a launcher step: it creates a TrainJob/PyTorchJob and follows
         # it. KFP fixes caching and resources per task at compile time, while `pretrain_nodes` is
@@ -178,14 +216,14 @@ def _training_pipeline(
         # being scheduled. Downstream takes the outputs of whichever ran (dsl.OneOf).
         pretrain_args = dict(
             data_dir=data,
-            data_version=version_task.outputs["data_version"],
+            data_version=data_version,
             runs_dir=runs_dir,
             preset=pretrain_preset,
             steps=pretrain_steps,
             batch_size=pretrain_batch_size,
             seed=pretrain_seed,
             init=pretrain_init,
-            dvc_remote=version_task.outputs["dvc_remote"],
+            dvc_remote=versioned_remote,
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             nodes=pretrain_nodes,
         )
@@ -209,7 +247,7 @@ def _training_pipeline(
 
         heads_task = heads(
             data_dir=data,
-            data_version=version_task.outputs["data_version"],
+            data_version=data_version,
             encoder_dir=encoder_dir,
             encoder_version=encoder_version,
             runs_dir=runs_dir,
@@ -222,7 +260,7 @@ def _training_pipeline(
         # launcher's TrainJob uses the Trainer's deepspeed-distributed runtime by default.
         report_args = dict(
             data_dir=data,
-            data_version=version_task.outputs["data_version"],
+            data_version=data_version,
             encoder_dir=encoder_dir,
             encoder_version=encoder_version,
             runs_dir=runs_dir,
@@ -249,8 +287,8 @@ def _training_pipeline(
 
         evaluate_task = evaluate(
             data_dir=data,
-            data_version=version_task.outputs["data_version"],
-            split_digest=split_task.outputs["split_digest"],
+            data_version=data_version,
+            split_digest=split_digest,
             runs_dir=runs_dir,
             encoder_version=encoder_version,
             heads_results=heads_task.outputs["results"],
@@ -269,11 +307,15 @@ def _training_pipeline(
         publish_task.set_display_name("promotion gate + model card")
 
     # Cluster settings (ignored by kfp.local): every task reads MLflow's address from a
-    # ConfigMap and the data PVC; ingestion gets the de-id key Secret; GPU stages their pool.
+    # ConfigMap and the data PVC; ingestion and import get the de-id key Secret; GPU stages
+    # their pool.
     for task in (
         ingest_task,
+        import_task,
         split_task,
         version_task,
+        public_split_task,
+        public_version_task,
         gate_task,
         pretrain_task,
         launch_task,
@@ -283,7 +325,7 @@ def _training_pipeline(
         evaluate_task,
         publish_task,
     ):
-        apply_common_settings(task, deid_key=task is ingest_task)
+        apply_common_settings(task, deid_key=task is ingest_task or task is import_task)
     for task in (pretrain_task, report_task):
         apply_gpu_settings(
             task,
@@ -295,11 +337,14 @@ def _training_pipeline(
         )
     for task in (launch_task, report_launch_task):
         apply_launcher_settings(task, checkpoint_pvc="cxrflow-checkpoints")
-    # Requests the scheduler can plan with, limits that bound a runaway step (ingestion has set
-    # its own above).
+    # Requests the scheduler can plan with, limits that bound a runaway step (ingestion and
+    # import have set their own above).
     for resources, tasks in (
         (SMALL, (gate_task, publish_task)),
-        (STANDARD, (split_task, version_task, evaluate_task)),
+        (
+            STANDARD,
+            (split_task, version_task, public_split_task, public_version_task, evaluate_task),
+        ),
         (LAUNCHER, (launch_task, report_launch_task)),
         (CPU_TRAINING, (heads_task,)),
         (GPU, (pretrain_task, report_task)),
@@ -309,7 +354,7 @@ def _training_pipeline(
 
 
 _training_pipeline.__doc__ = docstring(
-    "From an inbox of DICOM files to a registered, documented encoder.",
+    "From an inbox of DICOM files (or public datasets) to a registered, documented encoder.",
     list(inspect.signature(_training_pipeline).parameters),
 )
 training_pipeline = dsl.pipeline(

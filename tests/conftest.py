@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-
 _SESSION_EXPERIMENT_ID = os.environ.get("MLFLOW_EXPERIMENT_ID")
 
 

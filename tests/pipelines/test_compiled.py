@@ -10,6 +10,15 @@ from tests.pipelines.compiled_spec import find_task
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _branches_of(spec, condition_dag: str) -> dict:
+    """The DAG of the If/Else group that holds the condition component `condition_dag`."""
+    for body in spec["components"].values():
+        tasks = body.get("dag", {}).get("tasks", {}).values()
+        if any(t["componentRef"]["name"] == condition_dag for t in tasks):
+            return body["dag"]
+    raise KeyError(condition_dag)
+
+
 def test_committed_pipeline_yaml_is_up_to_date(tmp_path):
     # Compile in a fresh interpreter with the default image setting, as `make pipeline` does.
     out = tmp_path / "training.yaml"
@@ -29,7 +38,10 @@ def test_compiled_pipeline_runs_components_from_the_project_image():
     stages = {
         "data-gate",
         "ingest",
+        "import-public",  # the first step instead of ingest when `source` is set
         "split",
+        "split-2",  # the same component in the `source` branch
+        "version-data-2",
         "version-data",
         "pretrain",
         "pretrain-2",  # the same component as the multi-node launcher
@@ -67,8 +79,9 @@ def test_gpu_settings_are_on_exactly_the_gpu_stages():
         assert any(
             c.get("configMapName") == "cxrflow-mlflow-config" for c in k8s.get("configMapAsEnv", [])
         ), name
-    assert executors["exec-ingest"].get("secretAsVolume"), "the de-id key reaches ingestion only"
-    assert not any(executors[n].get("secretAsVolume") for n in executors if n != "exec-ingest")
+    keyed = {"exec-ingest", "exec-import-public"}  # the de-id key reaches ingestion and import
+    assert all(executors[n].get("secretAsVolume") for n in keyed)
+    assert not any(executors[n].get("secretAsVolume") for n in executors if n not in keyed)
 
 
 def test_pretraining_is_in_pod_on_one_node_and_an_uncached_launcher_on_more():
@@ -78,13 +91,13 @@ def test_pretraining_is_in_pod_on_one_node_and_an_uncached_launcher_on_more():
     assert params["pretrain_nodes"]["defaultValue"] == 1
     assert params["training_backend"]["defaultValue"] == ""
     # The two tasks of the pretrain component sit in the If/Else branches on `pretrain_nodes`.
-    branches = spec["components"]["comp-condition-branches-2"]["dag"]
+    in_pod_dag, in_pod = find_task(spec, "pretrain")
+    launcher_dag, launcher = find_task(spec, "pretrain-2")
+    branches = _branches_of(spec, in_pod_dag)
     conditions = {
         t["componentRef"]["name"]: t["triggerPolicy"]["condition"]
         for t in branches["tasks"].values()
     }
-    in_pod_dag, in_pod = find_task(spec, "pretrain")
-    launcher_dag, launcher = find_task(spec, "pretrain-2")
     nodes = "int(inputs.parameter_values['pipelinechannel--pretrain_nodes'])"
     assert conditions[in_pod_dag] == f"{nodes} <= 1"
     assert conditions[launcher_dag] == f"!({nodes} <= 1)"
@@ -108,10 +121,11 @@ def test_pretraining_is_in_pod_on_one_node_and_an_uncached_launcher_on_more():
     # Downstream stages read the encoder of whichever branch ran.
     selectors = branches["outputs"]["parameters"]
     producers = {
-        tuple(sorted(s["producerSubtask"] for s in p["valueFromOneof"]["parameterSelectors"]))
+        frozenset(s["producerSubtask"] for s in p["valueFromOneof"]["parameterSelectors"])
         for p in selectors.values()
     }
-    assert producers == {(in_pod_dag.removeprefix("comp-"), launcher_dag.removeprefix("comp-"))}
+    # (Sets: condition numbers are a counter, and "condition-10" sorts before "condition-9".)
+    assert producers == {frozenset(d.removeprefix("comp-") for d in (in_pod_dag, launcher_dag))}
 
 
 def test_ingestion_tasks_have_a_memory_request_and_limit(tmp_path):
@@ -121,14 +135,14 @@ def test_ingestion_tasks_have_a_memory_request_and_limit(tmp_path):
     sharded_path = sharded_ingest.compile_pipeline(tmp_path / "sharded.yaml")
     sharded = next(yaml.safe_load_all(sharded_path.read_text()))
     for executors, names in (
-        (spec["deploymentSpec"]["executors"], ["exec-ingest"]),
+        (spec["deploymentSpec"]["executors"], ["exec-ingest", "exec-import-public"]),
         (sharded["deploymentSpec"]["executors"], ["exec-ingest-shard", "exec-merge-ingest-shards"]),
     ):
         for name in names:
             resources = executors[name]["container"]["resources"]
             assert resources["resourceMemoryRequest"] == "2Gi", name
             assert resources["resourceMemoryLimit"] == "4Gi", name
-    others = set(spec["deploymentSpec"]["executors"]) - {"exec-ingest"}
+    others = set(spec["deploymentSpec"]["executors"]) - {"exec-ingest", "exec-import-public"}
     for name in others:  # the other stages keep their own settings
         resources = spec["deploymentSpec"]["executors"][name]["container"].get("resources", {})
         assert resources.get("resourceMemoryLimit") != "4Gi", name
@@ -170,7 +184,8 @@ def test_every_task_has_cpu_and_memory_requests_and_limits(tmp_path):
     ]["executors"]
     # The GPU steps get more than any CPU step.
     gpu = executors["exec-pretrain"]["container"]["resources"]
-    for name in ("exec-ingest", "exec-split", "exec-version-data", "exec-pretrain-2"):
+    cpu_steps = ("exec-ingest", "exec-import-public", "exec-split", "exec-version-data")
+    for name in (*cpu_steps, "exec-pretrain-2"):
         cpu = executors[name]["container"]["resources"]
         assert _quantity(gpu["resourceMemoryLimit"]) > _quantity(cpu["resourceMemoryLimit"])
         assert _quantity(gpu["resourceCpuRequest"]) > _quantity(cpu["resourceCpuRequest"])
@@ -215,7 +230,7 @@ def test_every_task_gets_the_dvc_remote_object_store_and_mlflow_credentials(tmp_
 
 def test_exactly_the_ingestion_tasks_carry_the_phi_label(tmp_path):
     phi = {
-        "training": {"exec-ingest"},
+        "training": {"exec-ingest", "exec-import-public"},
         "sharded": {"exec-plan-ingest-shards", "exec-ingest-shard", "exec-merge-ingest-shards"},
     }
     for pipeline, spec, k8s in _compiled_pipelines(tmp_path):
@@ -236,3 +251,57 @@ def test_every_run_form_parameter_has_a_description():
     assert params
     for name, definition in params.items():
         assert definition.get("description", "").strip(), f"{name} has no description"
+
+
+def test_source_picks_the_inbox_or_the_public_datasets_and_training_reads_either():
+    spec, platform = list(yaml.safe_load_all(COMPILED.read_text()))
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["source"]["parameterType"] == "STRING"
+    assert params["source"]["defaultValue"] == ""  # the DICOM inbox, as before
+    assert "NAME=DIR" in params["source"]["description"]
+    # Each branch on `source`: its first step, then the split and the versioning of its dataset.
+    ingest_dag, _ = find_task(spec, "ingest")
+    import_dag, imported = find_task(spec, "import-public")
+    branches = _branches_of(spec, ingest_dag)
+    conditions = {
+        t["componentRef"]["name"]: t["triggerPolicy"]["condition"]
+        for t in branches["tasks"].values()
+    }
+    source = "inputs.parameter_values['pipelinechannel--source']"
+    assert conditions == {ingest_dag: f"{source} == ''", import_dag: f"!({source} == '')"}
+    for dag, first, split, version in (
+        (ingest_dag, "ingest", "split", "version-data"),
+        (import_dag, "import-public", "split-2", "version-data-2"),
+    ):
+        tasks = spec["components"][dag]["dag"]["tasks"]
+        assert set(tasks) == {first, split, version}, dag
+        reads = tasks[split]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"]
+        assert reads == {"outputArtifactKey": "dataset", "producerTask": first}
+        reads = tasks[version]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"]
+        assert reads == {"outputArtifactKey": "split_dataset", "producerTask": split}
+        # Nothing here is served from the cache: the inbox and releases change under one path.
+        assert not any(t["cachingOptions"].get("enableCache", False) for t in tasks.values())
+    inputs = imported["inputs"]["parameters"]
+    assert inputs["source"] == {"componentInputParameter": "pipelinechannel--source"}
+    assert inputs["data_dir"] == {"componentInputParameter": "pipelinechannel--data_dir"}
+    assert inputs["workers"] == {"componentInputParameter": "pipelinechannel--ingest_workers"}
+    # Training reads the data version of whichever branch ran (parameters: kfp.local joins no
+    # artifacts with dsl.OneOf).
+    gate = spec["root"]["dag"]["tasks"]["data-gate"]["inputs"]["parameters"]["data_version"]
+    joined = gate["taskOutputParameter"]
+    outputs = spec["components"][f"comp-{joined['producerTask']}"]["dag"]["outputs"]
+    selectors = outputs["parameters"][joined["outputParameterKey"]]["valueFromOneof"]
+    assert {
+        (s["producerSubtask"], s["outputParameterKey"]) for s in selectors["parameterSelectors"]
+    } == {
+        (ingest_dag.removeprefix("comp-"), "pipelinechannel--version-data-data_version"),
+        (import_dag.removeprefix("comp-"), "pipelinechannel--version-data-2-data_version"),
+    }
+    # The import step runs like ingestion: the key, the PHI label, the ingestion resources.
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name in ("exec-ingest", "exec-import-public"):
+        assert executors[name]["secretAsVolume"][0]["secretName"] == "cxrflow-deid-key", name
+    resources = spec["deploymentSpec"]["executors"]
+    for a, b in (("exec-split", "exec-split-2"), ("exec-version-data", "exec-version-data-2")):
+        assert resources[a]["container"]["resources"] == resources[b]["container"]["resources"]
+        assert executors[a] == executors[b]

@@ -19,6 +19,7 @@ from components.data_version import version_data
 from components.evaluate import evaluate
 from components.gate import data_gate
 from components.heads import heads
+from components.import_public import import_public
 from components.ingest import ingest
 from components.pretrain import pretrain
 from components.publish import publish
@@ -30,6 +31,7 @@ from cxrflow.cluster.dispatch import JobOptions
 from cxrflow.stages import evaluate as evaluate_stage
 from cxrflow.stages import gate as gate_stage
 from cxrflow.stages import heads as heads_stage
+from cxrflow.stages import import_public as import_stage
 from cxrflow.stages import ingest as ingest_stage
 from cxrflow.stages import pretrain as pretrain_stage
 from cxrflow.stages import publish as publish_stage
@@ -66,6 +68,7 @@ RENAMED = {("evaluate", "heads_results"): "heads_dir"}
 COMPONENTS = [
     (ingest, ingest_stage.Params),
     (ingest_shard, ingest_stage.Params),
+    (import_public, import_stage.Params),
     (split, split_stage.Params),
     (version_data, version_stage.Params),
     (data_gate, gate_stage.Params),

@@ -53,12 +53,17 @@ def test_the_recurring_run_sets_exactly_the_production_profile():
         ({"pretrain_steps": "10"}, r"^pretrain_steps: '10' is not of type int"),
         ({"pretrain_steps": True}, r"^pretrain_steps: True is not of type int"),
         ({"write_dicom": 1}, r"^write_dicom: 1 is not of type bool"),
+        ({"source": "chexpert"}, r"^source: 'chexpert' is not NAME=DIR"),
+        ({"source": "nih=/data/nih"}, r"^source: unknown dataset 'nih'; known datasets: brax, "),
+        ({"source": "chexpert=/a, chexpert=/b"}, r"^source: dataset 'chexpert' is given more"),
     ],
 )
 def test_bad_profile_values_are_refused_by_name(values, message):
     with pytest.raises(ValueError, match=message):
         check_profile(values, SIGNATURE)
     check_profile({"train_ratio": 1}, SIGNATURE)  # an int is a float
+    # The roots are on the cluster's volumes: checked by the import step, not at submit time.
+    check_profile({"source": "chexpert=/data/public/chexpert,padchest=/p"}, SIGNATURE)
 
 
 def test_unknown_profile_names_the_known_ones():

@@ -1,4 +1,4 @@
-"""Model cards in the Hugging Face layout, attached to registered versions in MLflow."""
+"""Model cards in the Hugging Face layout, generated from recorded facts and attached in MLflow."""
 
 from cxrflow.modelcard.build import (
     attach_model_card,
@@ -7,9 +7,14 @@ from cxrflow.modelcard.build import (
     write_model_card,
 )
 from cxrflow.modelcard.card import ModelCard, safe_hyperparameters
+from cxrflow.modelcard.facts import PROJECT_LICENSE, TAG_DATA_SOURCE, License, Provenance
 
 __all__ = [
+    "PROJECT_LICENSE",
+    "TAG_DATA_SOURCE",
+    "License",
     "ModelCard",
+    "Provenance",
     "attach_model_card",
     "build_model_card",
     "find_phi",

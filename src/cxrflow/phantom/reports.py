@@ -60,9 +60,12 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
         "Coarse reticular pattern at both bases, in keeping with fibrotic lung disease.",
     ),
     "tuberculosis": (
-        "Nodular opacities in the {side} upper zone{s}, suspicious for tuberculosis.",
-        "{Side_cap} apical nodular and fibrotic changes consistent with tuberculosis.",
-        "Upper-zone nodules on the {side} with cavitation, concerning for active tuberculosis.",
+        # Asserted, not hedged: the phantom's label is positive, and "suspicious for" /
+        # "concerning for" are uncertainty cues (CheXpert labeler); "fibrotic changes" would
+        # also name pulmonary fibrosis, which the phantom did not draw.
+        "Nodular opacities in the {side} upper zone{s}, consistent with tuberculosis.",
+        "{Side_cap} apical nodular opacities consistent with tuberculosis.",
+        "Upper-zone nodules on the {side} with cavitation, consistent with active tuberculosis.",
     ),
     "pleural_effusion": (
         "{A_sev} {side} pleural effusion{s} with blunting of the costophrenic angle{s}.",

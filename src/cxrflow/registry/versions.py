@@ -30,6 +30,9 @@ from cxrflow.tracking import git_commit as current_git_commit
 log = logging.getLogger(__name__)
 
 _REF = re.compile(r"^(?:@(?P<alias>[A-Za-z0-9_\-]+)|:?(?P<version>\d+))$")
+# MLflow's SQL registry stores a version's description in a VARCHAR(5000) column
+# (model_versions.description, MLflow 3.17): PostgreSQL and MySQL refuse longer text.
+MAX_DESCRIPTION = 5000
 
 
 def lineage_for(
@@ -206,3 +209,38 @@ def register_stage_model(
     mv = _register(c, model_uri, name, extra)
     c.set_registered_model_alias(name, CANDIDATE, str(mv.version))
     return str(mv.version)
+
+
+def shorten_description(text: str, full_text_uri: str = "", limit: int = MAX_DESCRIPTION) -> str:
+    """`text` if it fits in `limit`, else its leading whole sections and a pointer to the rest.
+
+    Cut at a Markdown heading so that no table or code block is left open.
+    """
+    if len(text) <= limit:
+        return text
+    where = f"`{full_text_uri}`" if full_text_uri else "the version's run artifacts"
+    pointer = (
+        f"\n\n---\n*Shortened to MLflow's {limit}-character description limit: the full card "
+        f"({len(text)} characters) is {where}.*\n"
+    )
+    room = limit - len(pointer)
+    cut = max(text.rfind("\n## ", 0, room), text.rfind("\n### ", 0, room))
+    head = text[:cut] if cut > 0 else text[:room]
+    return head.rstrip() + pointer
+
+
+def set_description(
+    name: str,
+    version: str,
+    text: str,
+    *,
+    full_text_uri: str = "",
+    client: Any = None,
+) -> str:
+    """Make `text` (shortened to MLflow's limit, see `shorten_description`) the description."""
+    c = client or make_client()
+    description = shorten_description(text, full_text_uri)
+    c.update_model_version(name, str(version), description=description)
+    if len(description) < len(text):
+        log.info("description of %s:%s shortened to %d characters", name, version, len(description))
+    return description

@@ -1,8 +1,14 @@
-"""The publish stage: gate the candidate encoder against the champion, attach its model card."""
+"""The publish stage: gate the candidate encoder against the champion, attach its model card.
+
+The card is built from recorded facts only (`cxrflow.modelcard`); it is logged on the run that
+registered the encoder (README.md, model_card.json, MONAI metadata.json) and becomes the
+registered version's description.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +17,8 @@ from cxrflow.modelcard.card import ModelCard
 from cxrflow.registry.gate import GateConfig, GateDecision, run_gate
 from cxrflow.stages.contract import param
 from cxrflow.tags import ENCODER_MODEL
+
+log = logging.getLogger(__name__)
 
 DEFAULT_GATE = (
     '{"metrics": [{"name": "cls.auprc.macro", "direction": "higher", "tolerance": 0.01}]}'
@@ -39,10 +47,11 @@ class Params:
 
 @dataclass(frozen=True)
 class Result:
-    """The gate's decision and the model card."""
+    """The gate's decision, the model card and where it was logged."""
 
     gate: GateDecision
     card: ModelCard
+    card_uri: str = ""
 
     @property
     def decision(self) -> str:
@@ -57,6 +66,8 @@ def run(params: Params) -> Result:
     """Gate, then build the card from the registry and the evaluation, and attach it."""
     decision = run_gate(ENCODER_MODEL, params.gate(), version=params.encoder_version)
     evaluation = json.loads(Path(params.evaluation).read_text())
+    # built after the gate, so that the card lists the aliases the gate has just moved
     card = build_model_card(ENCODER_MODEL, f":{params.encoder_version}", evaluation=evaluation)
-    attach_model_card(card)
-    return Result(decision, card)
+    uri = attach_model_card(card)
+    log.info("model card of %s:%s: %s", ENCODER_MODEL, params.encoder_version, uri)
+    return Result(decision, card, uri)
