@@ -52,7 +52,9 @@ def test_local_pipeline_ingests_versions_and_tracks(project):
     mlflow.set_tracking_uri(settings.tracking_uri)
     runs = mlflow.search_runs(experiment_names=["cxrflow"])
     stages = dict(zip(runs["tags.cxrflow.stage"], runs.index, strict=True))
+    # One parent run for the pipeline run; every stage run is its child.
     assert set(stages) == {
+        "pipeline",
         "ingest",
         "split",
         "data_version",
@@ -62,6 +64,9 @@ def test_local_pipeline_ingests_versions_and_tracks(project):
         "evaluation",
     }
     assert runs["tags.cxrflow.pipeline_run"].nunique() == 1
+    parent_id = runs.loc[stages["pipeline"], "run_id"]
+    children = runs.drop(index=stages["pipeline"])
+    assert (children["tags.mlflow.parentRunId"] == parent_id).all()
     ingest = runs.loc[stages["ingest"]]
     assert (ingest["metrics.files_found"], ingest["metrics.files_written"]) == (
         n_images + 1,
