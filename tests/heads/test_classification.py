@@ -86,3 +86,9 @@ def test_run_classification_reports_every_repeat(tokens):
     assert set(summary) == {*res.findings, "macro"}
     assert res.test_scores.shape == (len(frames["test"]), len(res.findings))
     assert {c["class"] for c in res.curves} == set(res.findings)
+    # The counts each score rests on: positives and labelled images of the test split.
+    counts = res.test_counts()
+    for i, f in enumerate(res.findings):
+        column = label_matrix(frames["test"], [f])[:, 0]
+        assert counts[f] == (int((column == 1).sum()), int((~np.isnan(column)).sum()))
+        assert 0 <= counts[f][0] <= counts[f][1] == (~np.isnan(res.test_labels[:, i])).sum()

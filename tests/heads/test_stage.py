@@ -2,9 +2,11 @@
 
 import logging
 
+import pandas as pd
 import pytest
 import torch
 
+from cxrflow.findings import label_column
 from cxrflow.heads.config import (
     ClassificationConfig,
     DemographicsConfig,
@@ -29,7 +31,7 @@ def mlflow_uri(tmp_path, monkeypatch):
 
 
 def test_stage_logs_tables_metrics_and_registers_heads(
-    dataset_dir, encoder_dir, tmp_path, mlflow_uri
+    dataset_dir, encoder_dir, manifest, tmp_path, mlflow_uri
 ):
     import mlflow
     from mlflow import MlflowClient
@@ -61,6 +63,18 @@ def test_stage_logs_tables_metrics_and_registers_heads(
     assert "cls.auprc.macro" in run.data.metrics
     assert "seg.linear.dice.left_lung" in run.data.metrics
     assert "demo.accuracy.sex" in run.data.metrics
+    # The counts the model card needs to flag small n and to compare with guessing.
+    m = run.data.metrics
+    sexes = manifest["sex"].astype("string").str.upper().isin(["M", "F"])
+    assert m["demo.images.sex"] == sexes.sum()
+    top = manifest.loc[sexes, "sex"].str.upper().value_counts().max()
+    assert m["demo.majority.sex"] == pytest.approx(top / sexes.sum())
+    test_frame = manifest[manifest["split"] == "test"]
+    scored = [k.removeprefix("cls.auroc.") for k in m if k.startswith("cls.auroc.")]
+    for f in set(scored) - {"macro"}:
+        column = pd.to_numeric(test_frame[label_column(f)], errors="coerce")
+        assert m[f"cls.positives.{f}"] == (column == 1).sum()
+        assert m[f"cls.labelled.{f}"] == column.notna().sum()
     artifacts = {a.path for a in MlflowClient().list_artifacts(out.mlflow_run_id, "heads")}
     assert "heads/classification_pr_curves.png" in artifacts
     assert "heads/segmentation_linear_overlays.png" in artifacts

@@ -221,3 +221,21 @@ def test_cli_lineage_data_refuses_malformed_and_unknown_versions(chain, given, s
     assert result.exit_code == 1 and result.stdout == ""
     (line,) = result.stderr.strip().splitlines()
     assert says in line
+
+
+def test_lineage_of_a_run_that_imported_public_datasets(mlflow_template, tmp_path, monkeypatch):
+    use_tracking(mlflow_template, tmp_path, monkeypatch)
+    upstream("kfp-imp", "0" * 32, "split-imp", found=12, quarantined=3, entry="import")
+    run = model_run("pretrain", "kfp-imp", "0" * 32, steps="10", init_from="random")
+    enc = register_candidate(
+        f"runs:/{run}/model",
+        ENCODER_MODEL,
+        lineage_for("kfp-imp", "encoder", params_digest="d-imp"),
+    )
+    tree = model_lineage(ENCODER_MODEL, f":{enc.version}")
+    (entry,) = tree.find(NodeKind.INGESTION)
+    assert entry.label == "import chexpert,chestxray14 ingest-kfp-imp"
+    assert entry.attrs["files_found"] == 12 and entry.attrs["files_quarantined"] == 3
+    assert entry.attrs["deid_profile"].startswith("public dataset release")
+    (data,) = tree.find(NodeKind.DATA_VERSION)
+    assert data.attrs["md5"] == "0" * 32

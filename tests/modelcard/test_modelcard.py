@@ -11,7 +11,6 @@ from cxrflow.evaluation import EvaluationInputs, evaluate, report_results_from_d
 from cxrflow.ingest import IngestConfig, run_ingest
 from cxrflow.keys import SecretKey
 from cxrflow.modelcard import (
-    TAG_DATA_SOURCE,
     License,
     attach_model_card,
     build_model_card,
@@ -25,7 +24,7 @@ from cxrflow.modelcard.monai import METADATA_NAME
 from cxrflow.phantom import GROUND_TRUTH_NAME, generate_phantom
 from cxrflow.registry import ENCODER_MODEL, lineage_for, register_candidate
 from cxrflow.registry.versions import MAX_DESCRIPTION, shorten_description
-from cxrflow.tags import TAG_DATA_VERSION, TAG_GIT_COMMIT, TAG_MODEL_CARD
+from cxrflow.tags import TAG_DATA_SOURCE, TAG_DATA_VERSION, TAG_GIT_COMMIT, TAG_MODEL_CARD
 from tests.registry.helpers import PROFILE, stage, upstream
 
 KEY = SecretKey(b"model-card-test-key-0123456789-0123456789")
@@ -382,6 +381,11 @@ def test_unrecorded_provenance_is_said_and_recorded_real_is_stated(tracking):
     real = _encoder_card(RANDOM, ingest_tags={TAG_DATA_SOURCE: "real:hospital-a"}).to_markdown()
     assert "real, de-identified chest radiographs (hospital-a)" in real
     assert "synthetic" not in real.split("## Training details")[0].lower()
+    mixed = _encoder_card(
+        RANDOM, ingest_tags={TAG_DATA_SOURCE: "mixed:cxrflow-phantom,dicom"}
+    ).to_markdown()
+    assert "Some of the images are synthetic** (sources: cxrflow-phantom,dicom)" in mixed
+    assert "synthetic-data" in HfModelCard(mixed).data.to_dict()["tags"]
 
 
 def test_license_other_carries_name_and_link(tracking):

@@ -75,6 +75,7 @@ def test_local_pipeline_ingests_versions_and_tracks(project):
     assert ingest["metrics.quarantined_not_dicom"] == 1
     version_run = mlflow.get_run(runs.loc[stages["data_version"], "run_id"])
     assert version_run.data.tags["cxrflow.data_version"] == v1.md5
+    assert version_run.data.tags["cxrflow.data_source"] == "synthetic:cxrflow-phantom"
     inputs = version_run.inputs.dataset_inputs
     assert inputs and inputs[0].dataset.digest == v1.md5
     pretrain_run = mlflow.get_run(runs.loc[stages["pretrain"], "run_id"])

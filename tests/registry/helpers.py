@@ -8,6 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from cxrflow.datasets.importer import IMPORT_DEID_PROFILE
 from cxrflow.deid import DeidOptions
 from cxrflow.tags import TAG_DATA_VERSION, TAG_GIT_COMMIT, TAG_PIPELINE_RUN, TAG_STAGE
 
@@ -50,17 +51,28 @@ def stage(
 
 
 def upstream(
-    pipeline_run: str, md5: str, split_digest: str, *, found: int = 7, quarantined: int = 1
+    pipeline_run: str,
+    md5: str,
+    split_digest: str,
+    *,
+    found: int = 7,
+    quarantined: int = 1,
+    entry: str = "ingest",
 ) -> dict[str, str]:
-    """Ingest, split and data-version stage runs as the real stages record them."""
+    """Ingest (or import), split and data-version stage runs as the real stages record them."""
+    entry_params = (
+        {"deid_profile": PROFILE}
+        if entry == "ingest"
+        else {"datasets": "chexpert,chestxray14", "deid_profile": IMPORT_DEID_PROFILE}
+    )
     return {
-        "ingest": stage(
-            "ingest",
+        entry: stage(
+            entry,
             pipeline_run,
             params={
                 "ingest_run": f"ingest-{pipeline_run}",
-                "deid_profile": PROFILE,
                 "key_fingerprint": "abcdef123456",
+                **entry_params,
             },
             metrics={
                 "files_found": found,

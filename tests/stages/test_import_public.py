@@ -52,6 +52,7 @@ def test_chexpert_import_is_a_dataset_the_split_stage_splits_officially(env):
     assert run.data.tags["cxrflow.pipeline_run"] == "run-1"
     assert run.data.params["ingest_run"] == out.run_id
     assert run.data.params["datasets"] == "chexpert"
+    assert run.data.params["deid_profile"].startswith("public dataset release")
     m = run.data.metrics
     assert m["files_found"] == m["files_written"] == m["chexpert/written"] == 4
     assert m["files_quarantined"] == 0 and m["chexpert/subjects_imported"] == 3

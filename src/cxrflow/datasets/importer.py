@@ -170,6 +170,16 @@ class DatasetSummary:
         return self.metadata_rows - self.excluded == self.listed == self.imported + lost
 
 
+# What an import does to identities, for the de-identification tag every model version carries:
+# the images come de-identified by their publishers and keep no header (PNG re-encoding), and
+# cxrflow replaces the datasets' ids and dates as ingest does.
+IMPORT_DEID_PROFILE = (
+    "public dataset release, de-identified by its publisher; cxrflow: keyed (HMAC) subject, "
+    "study and image pseudonyms, dates shifted by the subject's keyed offset, pixels re-encoded "
+    "as PNG without any header"
+)
+
+
 @dataclass(frozen=True)
 class ImportSummary:
     """What an import did: the run, the key that made the pseudonyms, per-dataset counts."""

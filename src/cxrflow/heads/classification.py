@@ -222,6 +222,14 @@ class ClassificationResult:
         }
         return out
 
+    def test_counts(self) -> dict[str, tuple[int, int]]:
+        """finding -> (positives, labelled images) in the test split the scores rest on."""
+        labelled = ~np.isnan(self.test_labels)
+        return {
+            f: (int(np.nansum(self.test_labels[:, i])), int(labelled[:, i].sum()))
+            for i, f in enumerate(self.findings)
+        }
+
 
 def run_classification(
     features: dict[str, dict[str, torch.Tensor]],

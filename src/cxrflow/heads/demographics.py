@@ -82,6 +82,9 @@ class DemographicScore:
     images: int
     classes: list[str]
     folds: int
+    # What always guessing the commonest class scores: the bar the accuracy must clear.
+    majority_rate: float = float("nan")
+    majority_class: str = ""
 
 
 @dataclass
@@ -137,7 +140,18 @@ def run_demographics(
                 accs.append(float((model.predict(x[te]) == y[te]).mean()))
             models[target] = _model(cfg, seed).fit(x, y)
         m, s = mean_std(accs)
-        scores[target] = DemographicScore(target, m, s, int(known.sum()), classes, cfg.folds)
+        counts = np.bincount(y, minlength=len(classes))
+        top = int(counts.argmax())
+        scores[target] = DemographicScore(
+            target,
+            m,
+            s,
+            int(known.sum()),
+            classes,
+            cfg.folds,
+            majority_rate=float(counts[top] / counts.sum()),
+            majority_class=str(classes[top]),
+        )
     return DemographicsResult(scores, skipped, models)
 
 

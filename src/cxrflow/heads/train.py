@@ -79,6 +79,10 @@ class HeadsResult:
                 for m, (mean, std) in ms.items():
                     out[f"cls.{m}.{name}"] = mean
                     out[f"cls.{m}_std.{name}"] = std
+            # The counts behind each score: the model card flags results that rest on few.
+            for name, (positives, labelled) in self.classification.test_counts().items():
+                out[f"cls.positives.{name}"] = positives
+                out[f"cls.labelled.{name}"] = labelled
         for r in self.segmentation:
             for s, d in r.dice.items():
                 out[f"seg.{r.decoder_name}.dice.{s}"] = d.mean
@@ -87,6 +91,8 @@ class HeadsResult:
             for t, d in self.demographics.scores.items():
                 out[f"demo.accuracy.{t}"] = d.accuracy
                 out[f"demo.accuracy_std.{t}"] = d.std
+                out[f"demo.majority.{t}"] = d.majority_rate
+                out[f"demo.images.{t}"] = d.images
         return {k: float(v) for k, v in out.items() if not math.isnan(v)}
 
 

@@ -54,6 +54,7 @@ from cxrflow.ingest.pixels import (
 from cxrflow.ingest.scope import out_of_scope_reason
 from cxrflow.ingest.sidecar import Sidecar, load_sidecar
 from cxrflow.keys import SecretKey
+from cxrflow.provenance import dicom_source
 
 _LATERAL = {"LL", "RL", "LATERAL", "LAT", "LLD", "RLD"}
 MAX_AGE_YEARS = 130.0
@@ -179,6 +180,7 @@ class FileProcessor:
         image_id = self.key.pseudonym("image", sop_uid)
         study_id = self.key.pseudonym("study", study_uid)
         view = _view(ds, side)
+        source = dicom_source(ds)  # before de-identification touches the dataset
         report = self.deid.apply(ds)
 
         out = self.config.output_dir
@@ -211,7 +213,7 @@ class FileProcessor:
             "image_sha256": hashlib.sha256(png).hexdigest(),
             "width": int(img.shape[1]),
             "height": int(img.shape[0]),
-            "source_dataset": "dicom",
+            "source_dataset": source,
             "ingest_run": self.run_id,
             "study_date": str(ds.get("StudyDate", "") or "") or None,
             "sex": _sex(ds, side),

@@ -7,11 +7,12 @@ from typing import Any
 
 from cxrflow.lineage.tree import LineageNode, NodeKind
 from cxrflow.registry.runs import client as make_client
-from cxrflow.registry.runs import ingest_runs_for_data_version, stage_runs
+from cxrflow.registry.runs import entry_run, ingest_runs_for_data_version, stage_runs
 from cxrflow.registry.tags import ParentModel
 from cxrflow.registry.versions import resolve_version
 from cxrflow.tags import (
     ENCODER_MODEL,
+    IMPORT_STAGE,
     TAG_DATA_VERSION,
     TAG_DEID_OPTIONS,
     TAG_DEID_PROFILE,
@@ -71,7 +72,7 @@ def _source_run_id(c: Any, mv: Any) -> str:
 def _ingestion_nodes(c: Any, pipeline_run: str, data_version: str) -> list[LineageNode]:
     runs = []
     if pipeline_run:
-        own = stage_runs(c, pipeline_run).get("ingest")
+        own = entry_run(stage_runs(c, pipeline_run))
         runs = [own] if own is not None else []
     if not runs and data_version:
         # the data version was made by an earlier pipeline run (nothing new arrived since)
@@ -88,7 +89,7 @@ def _ingestion_nodes(c: Any, pipeline_run: str, data_version: str) -> list[Linea
         nodes.append(
             LineageNode(
                 NodeKind.INGESTION,
-                f"ingestion {params.get('ingest_run', run.info.run_id)}",
+                _entry_label(run),
                 {
                     "mlflow_run": run.info.run_id,
                     "pipeline_run": run.data.tags.get(TAG_PIPELINE_RUN, ""),
@@ -105,6 +106,15 @@ def _ingestion_nodes(c: Any, pipeline_run: str, data_version: str) -> list[Linea
     if not nodes:
         nodes.append(LineageNode(NodeKind.NOTE, "no ingestion run found in MLflow"))
     return nodes
+
+
+def _entry_label(run: Any) -> str:
+    """`ingestion <run>` or `import <datasets> <run>`: how the images entered."""
+    params = run.data.params
+    ident = params.get("ingest_run", run.info.run_id)
+    if run.data.tags.get(TAG_STAGE) == IMPORT_STAGE:
+        return f"import {params.get('datasets', '')} {ident}".replace("  ", " ")
+    return f"ingestion {ident}"
 
 
 def _data_node(

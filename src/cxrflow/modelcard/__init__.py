@@ -7,11 +7,10 @@ from cxrflow.modelcard.build import (
     write_model_card,
 )
 from cxrflow.modelcard.card import ModelCard, safe_hyperparameters
-from cxrflow.modelcard.facts import PROJECT_LICENSE, TAG_DATA_SOURCE, License, Provenance
+from cxrflow.modelcard.facts import PROJECT_LICENSE, License, Provenance
 
 __all__ = [
     "PROJECT_LICENSE",
-    "TAG_DATA_SOURCE",
     "License",
     "ModelCard",
     "Provenance",

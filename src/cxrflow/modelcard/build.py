@@ -16,8 +16,6 @@ from cxrflow.modelcard import facts
 from cxrflow.modelcard.card import ModelCard, safe_hyperparameters
 from cxrflow.modelcard.facts import (
     PROJECT_LICENSE,
-    TAG_DATA_SOURCE,
-    TAG_DEVICE,
     Architecture,
     Compute,
     InputSpec,
@@ -29,9 +27,11 @@ from cxrflow.registry.runs import client as make_client
 from cxrflow.registry.runs import stage_runs
 from cxrflow.registry.versions import resolve_version, set_description, version_metrics
 from cxrflow.tags import (
+    TAG_DATA_SOURCE,
     TAG_DATA_VERSION,
     TAG_DEID_OPTIONS,
     TAG_DEID_PROFILE,
+    TAG_DEVICE,
     TAG_ENCODER_VERSION,
     TAG_GIT_COMMIT,
     TAG_MODEL_CARD,
@@ -51,7 +51,7 @@ _COHORT_KEYS = ("table5_cohort",)
 # Rendered by the card itself, with counts / majority rates beside the numbers.
 _OWN_TABLES = ("table1_classification", "table5_demographics")
 # Stages whose runs may record the data's provenance, most specific first.
-_PROVENANCE_STAGES = ("ingest", "data_version", "split", "pretrain")
+_PROVENANCE_STAGES = ("data_version", "ingest", "import", "split", "pretrain")
 
 DESCRIPTIONS = {
     "encoder": "A RAD-DINO-style chest X-ray image encoder trained by cxrflow.",

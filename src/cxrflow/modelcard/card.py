@@ -152,7 +152,7 @@ class ModelCard:
             license_link=lic.link or None,
             library_name="transformers" if self.kind == "encoder" else "mlflow",
             pipeline_tag="image-feature-extraction" if self.kind == "encoder" else None,
-            tags=[*self.tags, *(["synthetic-data"] if self.provenance.kind == "synthetic" else [])],
+            tags=[*self.tags, *(["synthetic-data"] if self.provenance.has_synthetic else [])],
             datasets=[dataset],
             metrics=sorted({_metric_type(k) for k in self.headline_metrics()}) or None,
             model_name=f"{self.name}:{self.version}",

@@ -193,6 +193,12 @@ def provenance_sentence(p: Provenance, data_version: str) -> str:
             f"radiographs, not patients. Nothing here measures performance on real chest "
             f"X-rays. Source of this statement: {p.evidence}."
         )
+    if p.kind == "mixed":
+        return (
+            f"**Some of the images are synthetic** (sources: {p.source}): generated phantom "
+            f"radiographs are mixed with real ones, so no result here measures performance on "
+            f"real chest X-rays alone. Source of this statement: {p.evidence}."
+        )
     if p.kind == "real":
         what = f" ({p.source})" if p.source else ""
         return f"The images are real, de-identified chest radiographs{what}; source: {p.evidence}."

@@ -15,11 +15,6 @@ from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
-# Where a data version's provenance is recorded: `synthetic[:<generator>]` or `real[:<name>]`,
-# on the ingest (or data_version) stage run of the pipeline run, or on the model version.
-TAG_DATA_SOURCE = "cxrflow.data_source"
-# Where the pre-training stage may record the device it trained on (e.g. "cpu", "NVIDIA H100").
-TAG_DEVICE = "cxrflow.device"
 
 # Fewer positives than this: an AUROC/AUPRC moves by whole points with one case, so it is
 # reported but called not interpretable (and never "better than chance").
@@ -31,7 +26,7 @@ MIN_GROUP_IMAGES = 10
 STRONG_MARGIN = 0.10
 Z95 = 1.959964  # two-sided 95% normal quantile
 
-ProvenanceKind = Literal["synthetic", "real", "unknown"]
+ProvenanceKind = Literal["synthetic", "real", "mixed", "unknown"]
 _LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.+\-]*$")
 
 
@@ -76,11 +71,16 @@ class Provenance:
 
     @classmethod
     def parse(cls, value: str, evidence: str) -> Provenance:
-        """`synthetic[:name]` or `real[:name]` as recorded; anything else is unknown."""
+        """`synthetic[:name]`, `real[:name]` or `mixed[:names]` as recorded; else unknown."""
         kind, _, source = value.strip().partition(":")
-        if kind not in ("synthetic", "real"):
+        if kind not in ("synthetic", "real", "mixed"):
             return cls("unknown", value.strip(), f"{evidence} (unrecognised value)")
         return cls(kind, source.strip(), evidence)  # type: ignore[arg-type]
+
+    @property
+    def has_synthetic(self) -> bool:
+        """Some or all of the images are generated phantoms."""
+        return self.kind in ("synthetic", "mixed")
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ def summary_paragraph(card: ModelCard) -> str:
         parts.append(initialisation_sentence(card.init))
     if card.provenance.kind == "synthetic":
         parts.append("Trained and evaluated on synthetic (phantom) images only, not patients.")
+    elif card.provenance.kind == "mixed":
+        parts.append("Trained on a mix of synthetic (phantom) and real images.")
     elif card.provenance.kind == "unknown":
         parts.append("Whether its data are synthetic or real is not recorded.")
     else:

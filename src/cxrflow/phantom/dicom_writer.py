@@ -24,13 +24,14 @@ from cxrflow.phantom.plan import (
     SubjectPlan,
 )
 from cxrflow.phantom.seeding import derive_uid
+from cxrflow.provenance import PHANTOM_IMPLEMENTATION_VERSION
 
 PRIVATE_CREATOR = "PHANTOM_PACS 1.0"
 PRIVATE_GROUP = 0x0029
 ACQ_CREATOR = "PHANTOM_ACQ 1.0"
 ACQ_GROUP = 0x0019
 IMPLEMENTATION_CLASS_UID = derive_uid(0, "implementation", "cxrflow-phantom")
-IMPLEMENTATION_VERSION = "CXRFLOW_PHANTOM1"
+IMPLEMENTATION_VERSION = PHANTOM_IMPLEMENTATION_VERSION  # how ingest tells phantoms apart
 # Detached Study Management SOP Class: what old RIS put in ReferencedStudySequence.
 STUDY_REF_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"
 VIEW_CODES = {

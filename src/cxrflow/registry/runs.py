@@ -9,7 +9,13 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from cxrflow.deid import DeidOptions
-from cxrflow.tags import TAG_DATA_VERSION, TAG_PIPELINE_RUN, TAG_SPLIT_DIGEST, TAG_STAGE
+from cxrflow.tags import (
+    ENTRY_STAGES,
+    TAG_DATA_VERSION,
+    TAG_PIPELINE_RUN,
+    TAG_SPLIT_DIGEST,
+    TAG_STAGE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +57,18 @@ def stage_runs(mlflow_client: Any, pipeline_run: str) -> dict[str, Any]:
     return out
 
 
+def entry_run(runs: dict[str, Any]) -> Any | None:
+    """The run through which the images entered: the ingest or the import stage's, or None."""
+    return next((runs[s] for s in ENTRY_STAGES if s in runs), None)
+
+
 def ingest_runs_for_data_version(mlflow_client: Any, data_version: str) -> list[Any]:
-    """Ingest stage runs of every pipeline run that produced (or reused) `data_version`."""
+    """Ingest (or import) runs of every pipeline run that produced (or reused) `data_version`."""
     versioned = search_runs(mlflow_client, f"tags.`{TAG_DATA_VERSION}` = {_quote(data_version)}")
     pipeline_runs = {r.data.tags.get(TAG_PIPELINE_RUN) for r in versioned} - {None, ""}
     out = []
     for p in sorted(pipeline_runs):
-        run = stage_runs(mlflow_client, p).get("ingest")
+        run = entry_run(stage_runs(mlflow_client, p))
         if run is not None:
             out.append(run)
     return out
@@ -89,7 +100,7 @@ class PipelineContext:
 def pipeline_context(mlflow_client: Any, pipeline_run: str) -> PipelineContext:
     """Read the data version, split digest and de-identification settings of a pipeline run."""
     runs = stage_runs(mlflow_client, pipeline_run)
-    ingest = runs.get("ingest")
+    ingest = entry_run(runs)
     profile = ingest.data.params.get("deid_profile", "") if ingest else ""
     options: dict[str, bool] = {}
     if ingest is not None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cxrflow.dataset import Dataset
 from cxrflow.datasets.importer import (
+    IMPORT_DEID_PROFILE,
     ImportConfig,
     ImportSummary,
     Source,
@@ -30,9 +31,10 @@ from cxrflow.datasets.importer import (
 from cxrflow.datasets.registry import ADAPTERS
 from cxrflow.keys import SecretKey, check_key_location, load_key, repository_root
 from cxrflow.stages.contract import ParamsError, param
+from cxrflow.tags import IMPORT_STAGE
 from cxrflow.tracking import stage_run
 
-STAGE = "import"
+STAGE = IMPORT_STAGE
 SOURCE_PARAM = "source"
 SUMMARY_ARTIFACT = "import_summary.md"
 RESULT_ARTIFACT = "import_summary.json"
@@ -215,6 +217,7 @@ def _record(summary: ImportSummary) -> str:
         {
             "ingest_run": summary.run_id,
             "key_fingerprint": summary.key_fingerprint,
+            "deid_profile": IMPORT_DEID_PROFILE,
             "datasets": ",".join(d.dataset for d in summary.datasets)[:500],
         }
     )

@@ -26,7 +26,7 @@ from cxrflow.ingest.run import QUARANTINE_FILE
 from cxrflow.ingest.shards import ingest_shard, list_inbox, shard_of
 from cxrflow.keys import SecretKey, check_key_location, load_key, repository_root
 from cxrflow.stages.contract import param
-from cxrflow.tags import TAG_INGEST_SHARDS
+from cxrflow.tags import INGEST_STAGE, TAG_INGEST_SHARDS
 from cxrflow.tracking import log_ingest, stage_run
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def run(params: Params) -> Result:
     """Ingest the inbox into the dataset with the key from the environment; log to MLflow."""
     key = _ingestion_key(params)
     config = params.config()
-    with stage_run("ingest", params.pipeline_run) as mlflow_run:
+    with stage_run(INGEST_STAGE, params.pipeline_run) as mlflow_run:
         result = run_ingest(config, key, params.deid_options())
         reasons, md = _record(result, config.output_dir)
     return Result(result, reasons, mlflow_run.info.run_id, Dataset(config.output_dir), md)
@@ -202,7 +202,7 @@ def merge(
 ) -> Result:
     """Merge the shards into `data_dir` and log it to MLflow as the pipeline's ingest stage."""
     tags = {TAG_INGEST_SHARDS: str(len(shard_dirs))}
-    with stage_run("ingest", pipeline_run, tags=tags) as mlflow_run:
+    with stage_run(INGEST_STAGE, pipeline_run, tags=tags) as mlflow_run:
         result = merge_shards(shard_dirs, data_dir)
         reasons, md = _record(result, data_dir)
     if cleanup:

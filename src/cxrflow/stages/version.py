@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrflow.dataset import Dataset
+from cxrflow.manifest import read_manifest
+from cxrflow.provenance import data_source
 from cxrflow.stages.contract import param
-from cxrflow.tags import TAG_DATA_VERSION
+from cxrflow.tags import TAG_DATA_SOURCE, TAG_DATA_VERSION
 from cxrflow.tracking import log_dataset_version, stage_run
 from cxrflow.versioning import DataVersion, commit_version
 
@@ -45,6 +47,11 @@ def run(params: Params) -> Result:
     version = commit_version(repo_root, data_dir, params.dvc_remote or None)
     dataset = Dataset(data_dir if data_dir.is_absolute() else repo_root / data_dir)
     tags = {TAG_DATA_VERSION: version.md5}
+    if dataset.manifest_path.is_file():
+        # Synthetic or real, so that the model card never lets phantoms pass for patients.
+        source = data_source(read_manifest(dataset.manifest_path)["source_dataset"])
+        if source:
+            tags[TAG_DATA_SOURCE] = source
     with stage_run("data_version", params.pipeline_run, tags=tags) as mlflow_run:
         import mlflow
 
