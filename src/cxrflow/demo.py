@@ -11,6 +11,7 @@ from rich.table import Table
 
 from cxrflow.keys import KEY_FILE_ENV_VAR, create_key_file
 from cxrflow.orchestration.local import LocalSettings, run_pipeline_locally
+from cxrflow.tags import INGEST_STAGE, TAG_STAGE
 from cxrflow.versioning import dvc_file_for, known_version, read_version
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,7 @@ def collect_summary(config: DemoConfig, settings: LocalSettings) -> dict[str, ob
     runs = mlflow.search_runs(
         experiment_names=["cxrflow"], order_by=["attributes.start_time DESC"], max_results=50
     )
-    ingest_runs = runs[runs["tags.cxrflow.stage"] == "ingest"]
+    ingest_runs = runs[runs[f"tags.{TAG_STAGE}"] == INGEST_STAGE]
     latest = ingest_runs.iloc[0]
     pipeline_run = latest["tags.cxrflow.pipeline_run"]
     stage_runs = runs[runs["tags.cxrflow.pipeline_run"] == pipeline_run]

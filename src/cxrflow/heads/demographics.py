@@ -84,7 +84,6 @@ class DemographicScore:
     folds: int
     # What always guessing the commonest class scores: the bar the accuracy must clear.
     majority_rate: float = float("nan")
-    majority_class: str = ""
 
 
 @dataclass
@@ -140,17 +139,9 @@ def run_demographics(
                 accs.append(float((model.predict(x[te]) == y[te]).mean()))
             models[target] = _model(cfg, seed).fit(x, y)
         m, s = mean_std(accs)
-        counts = np.bincount(y, minlength=len(classes))
-        top = int(counts.argmax())
+        majority = float(np.bincount(y).max() / len(y))
         scores[target] = DemographicScore(
-            target,
-            m,
-            s,
-            int(known.sum()),
-            classes,
-            cfg.folds,
-            majority_rate=float(counts[top] / counts.sum()),
-            majority_class=str(classes[top]),
+            target, m, s, int(known.sum()), classes, cfg.folds, majority_rate=majority
         )
     return DemographicsResult(scores, skipped, models)
 

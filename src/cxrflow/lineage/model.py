@@ -113,7 +113,7 @@ def _entry_label(run: Any) -> str:
     params = run.data.params
     ident = params.get("ingest_run", run.info.run_id)
     if run.data.tags.get(TAG_STAGE) == IMPORT_STAGE:
-        return f"import {params.get('datasets', '')} {ident}".replace("  ", " ")
+        return " ".join(filter(None, ("import", params.get("datasets"), ident)))
     return f"ingestion {ident}"
 
 

@@ -27,6 +27,7 @@ from cxrflow.registry.runs import client as make_client
 from cxrflow.registry.runs import stage_runs
 from cxrflow.registry.versions import resolve_version, set_description, version_metrics
 from cxrflow.tags import (
+    ENTRY_STAGES,
     TAG_DATA_SOURCE,
     TAG_DATA_VERSION,
     TAG_DEID_OPTIONS,
@@ -51,7 +52,7 @@ _COHORT_KEYS = ("table5_cohort",)
 # Rendered by the card itself, with counts / majority rates beside the numbers.
 _OWN_TABLES = ("table1_classification", "table5_demographics")
 # Stages whose runs may record the data's provenance, most specific first.
-_PROVENANCE_STAGES = ("data_version", "ingest", "import", "split", "pretrain")
+_PROVENANCE_STAGES = ("data_version", *ENTRY_STAGES, "split", "pretrain")
 
 DESCRIPTIONS = {
     "encoder": "A RAD-DINO-style chest X-ray image encoder trained by cxrflow.",

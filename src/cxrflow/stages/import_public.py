@@ -34,7 +34,6 @@ from cxrflow.stages.contract import ParamsError, param
 from cxrflow.tags import IMPORT_STAGE
 from cxrflow.tracking import stage_run
 
-STAGE = IMPORT_STAGE
 SOURCE_PARAM = "source"
 SUMMARY_ARTIFACT = "import_summary.md"
 RESULT_ARTIFACT = "import_summary.json"
@@ -242,7 +241,7 @@ def run(params: Params) -> Result:
     sources = params.sources()
     config = params.config()
     key = _import_key(params, sources)
-    with stage_run(STAGE, params.pipeline_run) as mlflow_run:
+    with stage_run(IMPORT_STAGE, params.pipeline_run) as mlflow_run:
         if len(sources) == 1:
             summary = import_dataset(sources[0], config, key)
         else:
