@@ -35,7 +35,9 @@ def report(
     `lm_dir` is a local Hugging Face Llama-family directory or a .gguf file (empty: a small
     Llama built from config with a BPE tokenizer trained on the training reports); `steps`
     > 0 replaces the preset's length (epochs or steps); `deepspeed` ("zero2", "zero3" or a
-    JSON path; empty: the preset's) trains under DeepSpeed ZeRO.
+    JSON path; empty: the preset's) trains under DeepSpeed ZeRO. Data with no Findings text in
+    either split (most public releases) train nothing: the table and `results` say why, and the
+    evaluation lists report generation as not evaluated.
 
     `nodes` 1 trains in this pod. `nodes` > 1 launches a Kubeflow Trainer TrainJob (the
     `deepspeed-distributed` runtime unless `job_runtime` or the cxrflow-gpu-pool ConfigMap's
@@ -59,8 +61,13 @@ def report(
     params = stage.Params.in_runs_dir(runs_dir, locals())
     outcome = run_stage("report", params, JobOptions.of(locals()))
     Path(table.path).write_text(outcome["table_markdown"])
-    shutil.copytree(outcome["model_dir"], generator.path, dirs_exist_ok=True)
-    generator.metadata.update({"registered_version": outcome["model_version"]})
+    if outcome.get("not_run"):  # data without report text: no model, the reason instead
+        Path(generator.path).mkdir(parents=True, exist_ok=True)
+        (Path(generator.path) / "NOT_TRAINED.md").write_text(outcome["table_markdown"])
+        generator.metadata.update({"not_run": outcome["not_run"]})
+    else:
+        shutil.copytree(outcome["model_dir"], generator.path, dirs_exist_ok=True)
+        generator.metadata.update({"registered_version": outcome["model_version"]})
     if "job" in outcome:  # the TrainJob/PyTorchJob that trained it
         generator.metadata["training_job"] = outcome["job"]
     # The metrics file's path, not an artifact: the two branches' outputs are joined with

@@ -21,6 +21,7 @@ TAG_ENCODER_DIGEST: Final = "cxrflow.encoder_digest"
 TAG_INIT_FROM: Final = "cxrflow.init_from"  # the init as asked: random, champion, models:/..
 TAG_INIT_PREFIX: Final = "cxrflow.init."  # what it resolved to: source, sha256, model, ...
 TAG_DEVICE: Final = "cxrflow.device"  # what pre-training ran on: "cpu", "NVIDIA H200", ...
+TAG_NOT_RUN_PREFIX: Final = "cxrflow.not_run."  # + task: why an enabled task did not run
 TAG_PRESET_MODEL: Final = "cxrflow.preset_model"
 TAG_INGEST_SHARDS: Final = "cxrflow.ingest_shards"
 TAG_DEID_PROFILE: Final = "cxrflow.deid_profile"

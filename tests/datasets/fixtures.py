@@ -186,6 +186,43 @@ def chexpert(root: Path) -> Path:
     return root
 
 
+def chexpert_release(root: Path, patients: int, seed: int = 0) -> Path:
+    """A CheXpert-v1.0-small release with images: `patients` x 2 frontal studies in train.csv
+    and a quarter as many patients in valid.csv; about 30% positives per observation, and a
+    bright block where Cardiomegaly is positive so that a probe has something to find."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    cols = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *CHEXPERT_OBSERVATIONS]
+
+    def rows(split: str, first: int, n: int) -> list[dict]:
+        out = []
+        for p in range(first, first + n):
+            for study in (1, 2):
+                rel = f"{split}/patient{p:05d}/study{study}/view1_frontal.jpg"
+                labels = {o: float(rng.random() < 0.3) for o in CHEXPERT_OBSERVATIONS}
+                pixels = (rng.random((96, 80)) * 60 + 100).astype(np.uint8)
+                if labels["Cardiomegaly"]:
+                    pixels[30:70, 20:60] = 220
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(root / rel)
+                out.append(
+                    {
+                        "Path": f"CheXpert-v1.0-small/{rel}",
+                        "Sex": ("Male", "Female")[p % 2],
+                        "Age": 20 + p % 60,
+                        "Frontal/Lateral": "Frontal",
+                        "AP/PA": "PA",
+                        **labels,
+                    }
+                )
+        return out
+
+    write_csv(root / "train.csv", rows("train", 1, patients), cols)
+    write_csv(root / "valid.csv", rows("valid", 64541, max(patients // 4, 2)), cols)
+    return root
+
+
 def chestxray14(root: Path) -> Path:
     cols = [
         "Image Index",

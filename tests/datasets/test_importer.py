@@ -294,6 +294,20 @@ def test_cli_missing_metadata_file_is_named(tmp_path, env):
     assert result.exit_code == 1 and "stage_2_train_labels.csv" in result.stderr
 
 
+def test_cli_root_without_the_images_is_refused_after_the_summary(tmp_path, env):
+    root = fixtures.chexpert(tmp_path / "chexpert")  # metadata only: the images are elsewhere
+    out = tmp_path / "d"
+    args = ["import", "chexpert", "--root", str(root), "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["datasets"][0]["written"] == 0  # the counts still print
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        f"error: chexpert: none of the 4 images its metadata lists is under {root}"
+    )
+    assert "train/patient00001/study1/view1_frontal.jpg" in line
+
+
 def test_cli_without_key_is_refused(tmp_path):
     root = _chexpert(tmp_path)
     result = CliRunner().invoke(
@@ -323,3 +337,75 @@ def test_images_are_normalised_like_ingest(tmp_path):
     Image.fromarray(np.array([[0, 51]], dtype=np.uint8)).save(tmp_path / "y.jpg", quality=100)
     img8, _ = _decode((tmp_path / "y.jpg").read_bytes(), ".jpg")
     assert img8.max() < 0.3
+
+
+def _mask_of(out, manifest, source_image_id: str) -> dict[str, np.ndarray]:
+    from cxrflow.datasets.masks import unpack
+
+    row = manifest.set_index("image_id").loc[KEY.pseudonym("image", source_image_id)]
+    assert row["mask_path"] == f"masks/{row['subject_id']}/{row.name}.png"
+    packed = np.asarray(Image.open(out / row["mask_path"]))
+    assert packed.shape == (row["height"], row["width"])  # the written image's size
+    return unpack(packed)
+
+
+def test_candid_masks_are_imported_beside_their_images(tmp_path):
+    root = fixtures.candid(tmp_path / "candid")
+    frame = load_dataset("candid_ptx", root)
+    rng = np.random.default_rng(0)
+    for rel in frame["image_path"]:  # the masks' RLE is drawn on images of CANDID_SHAPE
+        fixtures.write_dicom(root / rel, rng.integers(0, 4096, fixtures.CANDID_SHAPE))
+    out = tmp_path / "data"
+    summary = import_dataset(Source("candid_ptx", root), _config(out), KEY)
+    assert summary.datasets[0].written == 3 and summary.reconciles
+    manifest = Dataset(out).manifest()
+    expected = fixtures.candid_masks()
+    a = _mask_of(out, manifest, "candid:1.2.3.1")
+    np.testing.assert_array_equal(a["pneumothorax"], expected["ptx_a"] | expected["ptx_b"])
+    assert not a["chest_tube"].any()
+    c = _mask_of(out, manifest, "candid:1.2.3.3")
+    np.testing.assert_array_equal(c["chest_tube"], expected["tube"])
+    assert not c["pneumothorax"].any()  # annotated negative: an empty mask, not no mask
+    # unchanged on a re-import: nothing rewritten, the mask paths kept
+    again = import_dataset(Source("candid_ptx", root), _config(out), KEY)
+    assert again.datasets[0].skipped_existing == 3
+    assert Dataset(out).manifest()["mask_path"].notna().sum() == manifest["mask_path"].notna().sum()
+
+
+def test_rib_masks_are_resized_with_the_image(tmp_path):
+    from cxrflow.datasets.masks import MASK_SPEC_COLUMN, packed_mask, unpack
+    from cxrflow.ingest.pixels import resize_mask
+
+    root = fixtures.vindr_ribcxr(tmp_path / "rib")
+    frame = load_dataset("vindr_ribcxr", root)
+    for rel in frame["image_path"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        pixels = np.random.default_rng(0).integers(100, 4000, (48, 80)).astype(np.uint16)
+        Image.fromarray(pixels).save(root / rel)
+    out = tmp_path / "data"
+    config = ImportConfig(output_dir=out, max_side=20, show_progress=False)
+    assert import_dataset(Source("vindr_ribcxr", root), config, KEY).datasets[0].written == 3
+    manifest = Dataset(out).manifest()
+    source = "vindr_rib:VinDr_RibCXR_train_000"
+    ribs = _mask_of(out, manifest, source)["ribs"]
+    assert ribs.shape == (12, 20)
+    spec = frame.set_index("image_id").loc[source, MASK_SPEC_COLUMN]
+    full = packed_mask(spec, (48, 80))  # drawn on the source image, then resized with it
+    assert ribs.any() and full.shape == (48, 80)
+    np.testing.assert_array_equal(ribs, unpack(resize_mask(full, (12, 20)))["ribs"])
+
+
+def test_a_mask_that_cannot_be_drawn_quarantines_its_image(tmp_path):
+    root = fixtures.candid(tmp_path / "candid")
+    rng = np.random.default_rng(0)
+    for rel in load_dataset("candid_ptx", root)["image_path"]:  # smaller than the RLE's image
+        fixtures.write_dicom(root / rel, rng.integers(0, 4096, (3, 3)))
+    out = tmp_path / "data"
+    (s,) = import_dataset(Source("candid_ptx", root), _config(out), KEY).datasets
+    assert set(s.unreadable) == {  # their RLE runs past 3 x 3
+        ("dataset/1.2.3.1.dcm", "unreadable_mask"),
+        ("dataset/1.2.3.3.dcm", "unreadable_mask"),
+    }
+    q = pd.read_parquet(out / QUARANTINE_FILE)
+    assert q["reason"].str.startswith("mask cannot be drawn").any()
+    assert Dataset(out).manifest()["mask_path"].notna().all()  # no image without its mask

@@ -295,3 +295,28 @@ def test_no_comparison_across_splits(tracking, tmp_path):
         {"m": 1.0}, ENCODER_MODEL, data_version="a" * 32, split_digest="s" * 16
     )
     assert not comp.comparable and "different test sets" in comp.reason and not comp.rows
+
+
+def test_tasks_that_did_not_run_are_listed_with_their_reasons(tracking, tmp_path):
+    from cxrflow.evaluation.report_results import not_run_json
+    from cxrflow.stages.contract import write_json_atomic
+
+    heads_dir = tmp_path / "heads"
+    heads_dir.mkdir()
+    cls_only = {k: v for k, v in HEADS_METRICS.items() if k.startswith("cls.")}
+    write_heads_metrics(heads_dir, cls_only, not_run={"segmentation": "no masks here"})
+    results = tmp_path / "report_metrics.json"
+    write_json_atomic(results, not_run_json("no reports here"))
+    params = evaluate_stage.Params(
+        out_dir=tmp_path / "eval", heads_dir=heads_dir, report_results=results
+    )
+    out = evaluate_stage.run(params)
+    assert out.result.notes[:2] == (
+        "report generation not evaluated: no reports here",
+        "segmentation not evaluated: no masks here",
+    )
+    assert out.result.table("table2_report_generation") is None
+    assert not any(k.startswith(("report.", "seg.")) for k in out.result.metrics)
+    assert "report generation not evaluated: no reports here" in out.html_path.read_text()
+    with pytest.raises(ValueError, match="not_run: a reason is required"):
+        not_run_json(" ")

@@ -2,6 +2,8 @@
 
 import json
 import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -81,20 +83,50 @@ def test_paper_preset_refuses_findings_without_positives(dataset_dir, encoder_di
         train_heads(dataset_dir, encoder_dir, config=config, out_dir=tmp_path / "out")
 
 
-def test_segmentation_without_masks_for_a_structure(dataset_dir, encoder_dir, tmp_path):
-    config = ONLY_CLS.replace(
+def _segmentation_only(structure: str) -> HeadsConfig:
+    return ONLY_CLS.replace(
         classification=ClassificationConfig(enabled=False),
-        segmentation=SegmentationConfig(structures=("pneumothorax",), epochs=1),
+        segmentation=SegmentationConfig(structures=(structure,), epochs=1),
     )
+
+
+def _edited_copy(dataset_dir: Path, tmp_path: Path, edit: Callable) -> Path:
+    """A copy of the dataset whose manifest is `edit(manifest)`."""
     data = tmp_path / "data"
     shutil.copytree(dataset_dir, data)
-    df = read_manifest(data / MANIFEST_FILE)
-    # drop the train images that carry a pneumothorax
-    write_manifest(
-        df[~((df["split"] == "train") & (df["label_pneumothorax"] == 1))], data / MANIFEST_FILE
+    write_manifest(edit(read_manifest(data / MANIFEST_FILE)), data / MANIFEST_FILE)
+    return data
+
+
+def test_segmentation_without_masks_for_a_structure(dataset_dir, encoder_dir, tmp_path):
+    data = _edited_copy(  # without the train images that carry a pneumothorax
+        dataset_dir,
+        tmp_path,
+        lambda df: df[~((df["split"] == "train") & (df["label_pneumothorax"] == 1))],
     )
     with pytest.raises(HeadsConfigError, match="no train mask has pixels of"):
-        train_heads(data, encoder_dir, config=config, out_dir=tmp_path / "out")
+        train_heads(data, encoder_dir, config=_segmentation_only("pneumothorax"), out_dir=tmp_path)
+
+
+def test_data_without_any_mask_skip_segmentation_and_say_why(dataset_dir, encoder_dir, tmp_path):
+    config = ONLY_CLS.replace(segmentation=SegmentationConfig(structures=("left_lung",), epochs=1))
+    # a public release's labels: no image has a mask
+    data = _edited_copy(dataset_dir, tmp_path, lambda df: df.assign(mask_path=None))
+    result = train_heads(data, encoder_dir, config=config, out_dir=tmp_path / "out")
+    assert result.not_run == {"segmentation": "no image in the data has a mask"}
+    assert result.classification is not None and not result.segmentation
+    assert not any(k.startswith("seg.") for k in result.metrics())
+    assert "## Segmentation\n\nNot trained: no image in the data has a mask." in result.markdown
+    assert not any(name.startswith("segmentation") for name in result.exported)
+
+
+def test_masks_missing_from_one_split_are_still_an_error(dataset_dir, encoder_dir, tmp_path):
+    def drop_test_masks(df):
+        return df.assign(mask_path=df["mask_path"].where(df["split"] != "test", None))
+
+    data = _edited_copy(dataset_dir, tmp_path, drop_test_masks)
+    with pytest.raises(HeadsConfigError, match="split test has no image with a mask"):
+        train_heads(data, encoder_dir, config=_segmentation_only("left_lung"), out_dir=tmp_path)
 
 
 def test_demographics_bins_and_missing_targets(manifest):

@@ -117,3 +117,32 @@ def test_feature_cache_is_reused(dataset_dir, encoder_dir, manifest, tmp_path, m
     monkeypatch.undo()
     fresh = extract_features(encoder, ds)
     assert (fresh["cls"] == first["cls"]).all()
+
+
+def test_stage_records_a_head_it_could_not_train(dataset_dir, encoder_dir, tmp_path, mlflow_uri):
+    import json
+    import shutil
+
+    import mlflow
+
+    from cxrflow.evaluation.gather import HEADS_METRICS_FILE
+    from cxrflow.manifest import MANIFEST_FILE, read_manifest, write_manifest
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset_dir, data)
+    df = read_manifest(data / MANIFEST_FILE)
+    write_manifest(df.assign(mask_path=None), data / MANIFEST_FILE)
+    tiny = preset("tiny")
+    config = tiny.replace(
+        classification=ClassificationConfig(lr=tiny.classification.lr, epochs=2, repeats=1),
+        segmentation=SegmentationConfig(decoders=("linear",), epochs=1),
+        demographics=DemographicsConfig(enabled=False),
+        register=False,
+    )
+    params = heads_stage.Params(data_dir=data, encoder_dir=encoder_dir, out_dir=tmp_path / "out")
+    out = heads_stage.run(params, config=config)
+    run = mlflow.get_run(out.mlflow_run_id)
+    assert run.data.tags["cxrflow.not_run.segmentation"] == "no image in the data has a mask"
+    assert "cls.auroc.macro" in run.data.metrics
+    written = json.loads((tmp_path / "out" / HEADS_METRICS_FILE).read_text())
+    assert written["not_run"] == {"segmentation": "no image in the data has a mask"}

@@ -63,6 +63,9 @@ def test_values_are_typed_by_the_compiled_pipeline():
         (["write_dicom=maybe"], r"^write_dicom: 'maybe' is not a valid boolean"),
         (["inbox"], r"^'inbox': expected name=value"),
         (["inbox=a", "inbox=b"], r"^inbox: given twice"),
+        (["source=chexpert"], r"^source: 'chexpert' is not NAME=DIR"),
+        (["source=padchest=/d,nih=/e"], r"^source: unknown dataset 'nih'"),
+        (["source=chexpert=/a,chexpert=/b"], r"^source: dataset 'chexpert' is given more"),
     ],
 )
 def test_bad_names_and_values_are_refused_by_name(items, message):
@@ -125,3 +128,14 @@ def test_submit_to_an_unreachable_api_names_the_host(tmp_path, monkeypatch):
 def test_submit_refuses_bad_parameters_before_any_request():
     with pytest.raises(ClusterConfigError, match=r"^data_dir: required"):
         submit_run("http://127.0.0.1:9", {"inbox": "/x"}, experiment="e", pipeline_yaml=PIPELINE)
+
+
+def test_submit_refuses_a_malformed_source_before_any_request():
+    params = {"inbox": "/x", "data_dir": "/d", "source": "chexpert:/data/chexpert"}
+    with pytest.raises(ClusterConfigError, match=r"^source: 'chexpert:/data/chexpert' is not"):
+        submit_run("http://127.0.0.1:9", params, experiment="e", pipeline_yaml=PIPELINE)
+
+
+def test_a_well_formed_source_passes_without_seeing_the_cluster_volumes():
+    params = parse_params(["source=chexpert=/nowhere/chexpert,chestxray14=/nowhere/nih"], PIPELINE)
+    assert params == {"source": "chexpert=/nowhere/chexpert,chestxray14=/nowhere/nih"}

@@ -81,3 +81,56 @@ def test_stage_learns_and_logs_and_registers(phantom, encoder_dir, tmp_path, mon
     version = client.get_model_version(REGISTERED_MODEL, out.model_version)
     assert version.tags[TAG_ENCODER_VERSION] == "enc-3"
     assert version.tags[TAG_DATA_VERSION] == "md5-data"
+
+
+def _without_reports(phantom, tmp_path, keep_split: str | None = None):
+    """A copy of the phantom whose reports are gone (all, or all but `keep_split`'s)."""
+    import shutil
+
+    from cxrflow.manifest import write_manifest
+
+    data = tmp_path / "data"
+    shutil.copytree(phantom, data)
+    df = read_manifest(data / MANIFEST_FILE)
+    drop = df["split"] != keep_split if keep_split else df["split"].notna()
+    df.loc[drop, "report"] = None
+    write_manifest(df, data / MANIFEST_FILE)
+    return data
+
+
+def test_data_without_reports_train_nothing_and_say_why(
+    phantom, encoder_dir, tmp_path, monkeypatch
+):
+    import mlflow
+
+    from cxrflow.evaluation.report_results import report_not_run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    params = report_stage.Params(
+        data_dir=_without_reports(phantom, tmp_path),
+        encoder_dir=encoder_dir,
+        out_dir=tmp_path / "out",
+        pipeline_run="run-1",
+    )
+    out = report_stage.run(params)
+    assert isinstance(out, report_stage.NotRun)
+    assert out.reason == report_stage.NO_REPORTS
+    assert report_not_run(out.results) == report_stage.NO_REPORTS
+    assert out.to_json()["model_dir"] == "" and out.to_json()["not_run"] == out.reason
+    assert not (tmp_path / "out" / "model").exists()
+    run = mlflow.get_run(out.mlflow_run_id)
+    assert run.data.tags["cxrflow.not_run.report generation"] == report_stage.NO_REPORTS
+    assert run.data.tags["cxrflow.stage"] == "report"
+    assert int(run.data.params["excluded_train_no_findings"]) > 0
+    assert not MlflowClient().search_registered_models(f"name = '{REGISTERED_MODEL}'")
+
+
+def test_reports_in_one_split_only_are_an_error(phantom, encoder_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    params = report_stage.Params(
+        data_dir=_without_reports(phantom, tmp_path, keep_split="train"),
+        encoder_dir=encoder_dir,
+        out_dir=tmp_path / "out",
+    )
+    with pytest.raises(ValueError, match="no frontal image with Findings text in the test split"):
+        report_stage.run(params)

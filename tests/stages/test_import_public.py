@@ -126,3 +126,13 @@ def test_the_root_check_can_wait_for_the_cluster():
         ("chexpert", Path("/nowhere")),
         ("padchest", Path("/p")),
     ]
+
+
+def test_a_root_without_the_images_fails_the_run_with_its_counts_logged(env):
+    root = fixtures.chexpert(env / "public" / "chexpert")  # the metadata, none of the images
+    params = stage.Params(source=f"chexpert={root}", data_dir=env / "data", max_side=32)
+    with pytest.raises(FileNotFoundError, match=r"^chexpert: none of the 4 images its metadata"):
+        stage.run(params)
+    (run,) = MlflowClient().search_runs([mlflow.get_experiment_by_name("cxrflow").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.metrics["chexpert/missing"] == 4 and run.data.metrics["files_written"] == 0

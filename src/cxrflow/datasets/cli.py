@@ -23,6 +23,7 @@ from cxrflow.datasets.importer import (
     ImportConfig,
     ImportSummary,
     Source,
+    check_images_found,
     import_dataset,
     import_datasets,
 )
@@ -172,7 +173,9 @@ def import_one(
     """Import one public dataset into a dataset directory (pseudonymised, PNGs as ingest)."""
     source = _source(name, root, _adapter_options(option), "--root")
     config = _config(out, max_side, png_bits, workers, wait, progress)
-    _echo(import_dataset(source, config, _key(key_file, out, [root])))
+    summary = import_dataset(source, config, _key(key_file, out, [root]))
+    _echo(summary)
+    check_images_found(summary, [source])
 
 
 @app.command("import-multi")
@@ -250,3 +253,4 @@ def import_multi(
         sources, config, key, evaluation=evaluation, recipe=MULTI_CXR if recipe else None
     )
     _echo(summary)
+    check_images_found(summary, sources)

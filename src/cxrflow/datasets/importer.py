@@ -14,6 +14,11 @@ roll-forward journal, atomic tables):
   DICOM without a window), downscaled to `max_side`, written as a `png_bits` grayscale PNG.
   Images are never referenced in place: the data contract (and DVC, which versions the
   directory) needs every image under the dataset root with a pseudonymous name.
+- `masks/<subject>/<image>.png`: where the adapter describes masks (CANDID-PTX, VinDr-RibCXR,
+  CheXmask lungs and ImaGenome zones), the packed 16-bit PNG ingest writes (bit i =
+  `MASK_STRUCTURES[i]`), drawn at the source image's size and resized with the image (nearest
+  neighbour); `mask_path` names it. A spec that cannot be drawn quarantines the image
+  (`unreadable_mask`) rather than import it without its mask.
 - `manifest.parquet`: the adapter's rows with keyed pseudonyms in place of the dataset's ids
   (HMAC of the namespaced id, `chexpert:patient00001`, in ingest's `subject`/`study`/`image`
   domains, so the same subject always gets the same pseudonym and never lands in two splits),
@@ -58,7 +63,7 @@ from PIL import Image
 
 from cxrflow import __version__
 from cxrflow.datasets.common import normalize_sex, notes, parse_age
-from cxrflow.datasets.masks import MASK_SPEC_COLUMN
+from cxrflow.datasets.masks import MASK_SPEC_COLUMN, packed_mask
 from cxrflow.datasets.multi_cxr import MULTI_CXR, PretrainingSource, build_pretraining_manifest
 from cxrflow.datasets.registry import get_adapter, load_dataset
 from cxrflow.deid import Deidentifier
@@ -80,6 +85,7 @@ from cxrflow.ingest.pixels import (
     display_image,
     encode_png,
     resize_longest,
+    resize_mask,
 )
 from cxrflow.ingest.worker import Outcome
 from cxrflow.keys import SecretKey
@@ -211,6 +217,23 @@ class ImportSummary:
         return d
 
 
+class ImagesNotFoundError(FileNotFoundError):
+    """A dataset's metadata lists images and none of them is under its root (a wrong root)."""
+
+
+def check_images_found(summary: ImportSummary, sources: Sequence[Source]) -> None:
+    """Refuse an import where a dataset's every listed image is missing: its root is not the
+    release's folder, and a run that went on would train on nothing."""
+    roots = {s.name: s.root for s in sources}
+    for d in summary.datasets:
+        if d.listed and d.imported == 0 and len(d.missing) == d.listed:
+            raise ImagesNotFoundError(
+                f"{d.dataset}: none of the {d.listed} images its metadata lists is under "
+                f"{roots.get(d.dataset, '?')} (e.g. {d.missing[0]}); the root must be the folder "
+                "that holds the metadata files and the image paths they list"
+            )
+
+
 # The worker ---------------------------------------------------------------------------------
 
 
@@ -223,6 +246,7 @@ class _Task:
     known_digest: str | None
     row: dict[str, Any]
     metadata: bytes  # the source row, canonical JSON: a changed label re-imports the image
+    mask_spec: str | None = None  # the adapter's JSON mask spec (cxrflow.datasets.masks)
 
 
 def _decode(data: bytes, suffix: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -272,6 +296,7 @@ def _convert(task: _Task, config: ImportConfig) -> Outcome | None:
         return None
     try:
         img, header = _decode(data, task.path.suffix.lower())
+        source_shape = (int(img.shape[0]), int(img.shape[1]))
         img = resize_longest(img, config.max_side)
         check_display(img)
     except DegeneratePixels as exc:
@@ -281,10 +306,20 @@ def _convert(task: _Task, config: ImportConfig) -> Outcome | None:
     except Exception as exc:  # a truncated or foreign file: quarantined, the import goes on
         reason = f"image cannot be decoded ({type(exc).__name__})"
         return _quarantined(task, digest, "unreadable_image", reason)
+    mask_png = None
+    if task.mask_spec:
+        try:
+            mask_png = _mask_png(task.mask_spec, source_shape, img.shape)
+        except Exception as exc:  # a malformed spec: the image is not imported without its mask
+            reason = f"mask cannot be drawn ({type(exc).__name__}: {exc})"
+            return _quarantined(task, digest, "unreadable_mask", reason[:300])
     png = encode_png(img, config.png_bits)
     row = dict(task.row)
     rel = f"images/{row['subject_id']}/{row['image_id']}.png"
     staged = [_stage(config.output_dir, rel, png, task.file_key)]
+    if mask_png is not None:
+        row["mask_path"] = f"masks/{row['subject_id']}/{row['image_id']}.png"
+        staged.append(_stage(config.output_dir, row["mask_path"], mask_png, task.file_key))
     row.update(
         image_path=rel,
         image_sha256=hashlib.sha256(png).hexdigest(),
@@ -299,6 +334,16 @@ def _convert(task: _Task, config: ImportConfig) -> Outcome | None:
     audit.update({a: 0 for a in AUDIT_ACTIONS})
     audit.update({f"{a}_attributes": [] for a in AUDIT_ACTIONS})
     return Outcome(task.file_key, digest, "written", row=row, audit=audit, staged=staged)
+
+
+def _mask_png(spec: str, source_shape: tuple[int, int], shape: tuple[int, ...]) -> bytes:
+    """The spec's packed mask drawn at the source image's size, resized like the image."""
+    packed = packed_mask(spec, source_shape)
+    if packed.shape != source_shape:  # a spec drawn on another size: scaled to the source's
+        packed = resize_mask(packed, source_shape)
+    buf = io.BytesIO()
+    Image.fromarray(resize_mask(packed, (int(shape[0]), int(shape[1])))).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 _worker_config: ImportConfig | None = None
@@ -348,7 +393,7 @@ def _pseudonymous_row(row: Mapping[str, Any], deid: Deidentifier, run_id: str) -
         study_id=key.pseudonym("study", str(row["study_id"])),
         image_id=key.pseudonym("image", str(row["image_id"])),
         ingest_run=run_id,
-        mask_path=None,  # masks are decoded on request (cxrflow.datasets.masks), not imported
+        mask_path=None,  # set where the adapter describes a mask and it is drawn (_convert)
     )
     date = out.get("study_date")
     if date:
@@ -357,6 +402,12 @@ def _pseudonymous_row(row: Mapping[str, Any], deid: Deidentifier, run_id: str) -
     for col in LABEL_COLUMNS:
         out[col] = None if out[col] is None else int(out[col])
     return out
+
+
+def _mask_spec(raw: Mapping[str, Any]) -> str | None:
+    """The adapter row's mask spec, None where it describes no mask."""
+    spec = raw.get(MASK_SPEC_COLUMN)
+    return spec if isinstance(spec, str) and spec else None
 
 
 def _label_counts(frame: pd.DataFrame) -> dict[str, LabelCount]:
@@ -479,6 +530,7 @@ def _import_locked(
             known_digest=known.get(fk) or None,
             row=_pseudonymous_row(raw, deid, run_id),
             metadata=_metadata_bytes({k: _value(v) for k, v in raw.items()}),
+            mask_spec=_mask_spec(raw),
         )
         for name, rel, fk, raw in entries
     ]

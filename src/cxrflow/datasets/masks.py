@@ -132,6 +132,21 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
+def spec_shape(spec: dict[str, Any]) -> tuple[int, int] | None:
+    """The (height, width) a spec was drawn on, when it says."""
+    if "shape" not in spec:
+        return None
+    return int(spec["shape"][0]), int(spec["shape"][1])
+
+
+def packed_mask(spec_json: str, image_shape: tuple[int, int]) -> np.ndarray:
+    """The packed uint16 mask of a spec, at the spec's shape (else `image_shape`, the source
+    image's (height, width))."""
+    spec = json.loads(spec_json)
+    shape = spec_shape(spec) or image_shape
+    return pack(rasterize(spec, shape), shape)
+
+
 def write_masks(df: pd.DataFrame, root: Path, out_dir: Path) -> pd.DataFrame:
     """Decode every row's `mask_spec` to a packed PNG under `out_dir`; set `mask_path`.
 
@@ -146,14 +161,10 @@ def write_masks(df: pd.DataFrame, root: Path, out_dir: Path) -> pd.DataFrame:
         raw = row[MASK_SPEC_COLUMN]
         if not isinstance(raw, str) or not raw:
             continue
-        spec = json.loads(raw)
-        if "shape" in spec:
-            shape = (int(spec["shape"][0]), int(spec["shape"][1]))
-        elif int(row.get("height", 0) or 0) > 0 and int(row.get("width", 0) or 0) > 0:
+        shape = spec_shape(json.loads(raw))
+        if shape is None and int(row.get("height", 0) or 0) > 0 and int(row.get("width", 0) or 0):
             shape = (int(row["height"]), int(row["width"]))
-        else:
-            shape = image_shape(Path(root) / str(row["image_path"]))
-        packed = pack(rasterize(spec, shape), shape)
+        packed = packed_mask(raw, shape or image_shape(Path(root) / str(row["image_path"])))
         _, _, local = str(row["image_id"]).partition(":")
         rel = (
             Path("masks")

@@ -54,6 +54,7 @@ class EvaluationInputs:
     report: ReportResults | None = None
     manifest: pd.DataFrame | None = None  # with split, sex, age_years
     context: dict[str, str] = field(default_factory=dict)  # data_version, split_digest, ...
+    not_run: dict[str, str] = field(default_factory=dict)  # enabled task -> why it did not run
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ def evaluate(
         tables.append(cohort_table(inputs.manifest, suppress_below=config.suppress_below))
         metrics |= cohort_metrics(inputs.manifest)
     fairness, notes = _fairness(inputs, config)
+    notes = [f"{task} not evaluated: {why}" for task, why in sorted(inputs.not_run.items())] + notes
     if fairness:
         tables.append(fairness_table(fairness))
         metrics |= fairness_metrics(fairness)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -30,10 +31,18 @@ def _decoder_of(file_name: str) -> str:
     return file_name.removesuffix("_overlays.png").removeprefix("segmentation_")
 
 
-def write_heads_metrics(heads_dir: Path, metrics: dict[str, float], **context: str) -> Path:
-    """Write the heads' metrics and their context (encoder version, git commit) for evaluation."""
+def write_heads_metrics(
+    heads_dir: Path,
+    metrics: dict[str, float],
+    *,
+    not_run: Mapping[str, str] | None = None,
+    **context: str,
+) -> Path:
+    """Write the heads' metrics, the enabled heads that did not run (task -> why) and their
+    context (encoder version, git commit) for evaluation."""
     path = Path(heads_dir) / HEADS_METRICS_FILE
-    path.write_text(json.dumps({"metrics": metrics, "context": context}, indent=2) + "\n")
+    data = {"metrics": metrics, "not_run": dict(not_run or {}), "context": context}
+    path.write_text(json.dumps(data, indent=2) + "\n")
     return path
 
 
@@ -50,9 +59,12 @@ def inputs_from_heads_dir(
     report: ReportResults | None = None,
     manifest_path: Path | None = None,
     context: dict[str, str] | None = None,
+    not_run: Mapping[str, str] | None = None,
 ) -> EvaluationInputs:
-    """The heads' metrics and files from their output directory, plus report and manifest."""
+    """The heads' metrics and files from their output directory, plus report and manifest;
+    `not_run` (task -> why) adds to the heads' own record of tasks that did not run."""
     context = dict(context or {})
+    skipped = dict(not_run or {})
     metrics: dict[str, float] = {}
     curves: tuple[dict, ...] = ()
     per_image = None
@@ -66,6 +78,7 @@ def inputs_from_heads_dir(
             k: float(v) for k, v in written["metrics"].items() if k.startswith(HEADS_PREFIXES)
         }
         context |= {k: v for k, v in written.get("context", {}).items() if v}
+        skipped = {**written.get("not_run", {}), **skipped}
         if (heads_dir / CURVES_FILE).is_file():
             curves = tuple(json.loads((heads_dir / CURVES_FILE).read_text()))
         if (heads_dir / PER_IMAGE_FILE).is_file():
@@ -82,4 +95,5 @@ def inputs_from_heads_dir(
         report=report,
         manifest=read_manifest(manifest_path) if manifest_path else None,
         context=context,
+        not_run=skipped,
     )

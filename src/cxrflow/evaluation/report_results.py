@@ -12,6 +12,8 @@ Two input shapes are accepted, so the report stage can hand over what it already
   "low", "high", "n_bootstrap"}, "chexbert_f1": {"reason": ..}, ...}}` (first system = model),
   plus the reserved keys `samples`, `per_image` and `finding_labels` of the model (as above;
   files from before they existed hold systems only). `report_results_json` writes it.
+- a report stage that had nothing to train on: `{"not_run": "<why>"}` only
+  (`not_run_json`), which `report_not_run` reads.
 
 Per-image scores are on Table 2's 0-100 scale, with Table 2's definition
 (`cxrflow.report.metrics.rouge_l_scores`: no stemming), so that their mean over the test images
@@ -31,7 +33,9 @@ from typing import Any
 PRIMARY = "model"
 # Keys of report_metrics.json that are not systems (a system is never named so).
 SAMPLES, PER_IMAGE, FINDING_LABELS = "samples", "per_image", "finding_labels"
-RESERVED = (SAMPLES, PER_IMAGE, FINDING_LABELS)
+NOT_RUN = "not_run"
+REPORT_TASK = "report generation"  # the task's name where the evaluation lists what did not run
+RESERVED = (SAMPLES, PER_IMAGE, FINDING_LABELS, NOT_RUN)
 SAMPLE_KEYS = ("image_id", "reference", "generated", "reference_findings", "generated_findings")
 
 
@@ -201,6 +205,19 @@ def report_results_json(
 def load_report_results(path: Path) -> ReportResults:
     """Read report results from a JSON file."""
     return report_results_from_dict(json.loads(Path(path).read_text()))
+
+
+def not_run_json(reason: str) -> dict[str, str]:
+    """The results file of a report stage that did not train: why, and nothing else."""
+    if not reason.strip():
+        raise ReportResultsError(f"{NOT_RUN}: a reason is required")
+    return {NOT_RUN: reason}
+
+
+def report_not_run(path: Path) -> str:
+    """Why the report stage did not train, from its results file ("" when it did)."""
+    data = json.loads(Path(path).read_text())
+    return str(data.get(NOT_RUN, "")) if isinstance(data, Mapping) else ""
 
 
 def rouge_l_per_image(samples: tuple[dict[str, str], ...]) -> dict[str, float]:

@@ -55,6 +55,13 @@ from cxrflow.models import DinoViT, EncoderPreprocessing, load_encoder
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+SEGMENTATION = "segmentation"
+NO_MASKS = "no image in the data has a mask"
+
+
+def has_masks(manifest: pd.DataFrame) -> bool:
+    """Whether any image carries a mask (a dataset with none cannot train segmentation)."""
+    return "mask_path" in manifest.columns and bool(manifest["mask_path"].notna().any())
 
 
 @dataclass
@@ -70,6 +77,7 @@ class HeadsResult:
     markdown_path: Path | None = None
     encoder_digest: str = ""
     data_digest: str = ""
+    not_run: dict[str, str] = field(default_factory=dict)  # enabled task -> why it did not run
 
     def metrics(self) -> dict[str, float]:
         """Flat, finite metrics (undefined values are left out, never logged as 0)."""
@@ -149,7 +157,13 @@ def train_heads(
     tables = [f"# Heads on encoder `{encoder_version or result.encoder_digest[:12]}`", ""]
     if config.classification.enabled:
         tables.append(classification_table(ctx.classification(frames, tokens)))
-    if config.segmentation.enabled:
+    if config.segmentation.enabled and not has_masks(df):
+        # Public releases mostly ship labels without masks: the other heads still run, and the
+        # reason travels to the evaluation and the card instead of failing the pipeline.
+        result.not_run[SEGMENTATION] = NO_MASKS
+        log.warning("segmentation not trained: %s", NO_MASKS)
+        tables.append(f"## Segmentation\n\nNot trained: {NO_MASKS}.\n")
+    elif config.segmentation.enabled:
         tables.append(segmentation_table(ctx.segmentation(frames)))
     if config.demographics.enabled:
         tables.append(demographics_table(ctx.demographics(frames, tokens)))

@@ -75,6 +75,12 @@ def type_params(
             f"{unknown[0]}: unknown pipeline parameter (known: {', '.join(sorted(defs))})"
         )
     typed = {name: coerce(name, defs[name]["parameterType"], v) for name, v in values.items()}
+    from pipelines.parameters import check_values
+
+    try:  # what the submitting machine can check of the values (e.g. `source`'s NAME=DIR items)
+        check_values(typed)
+    except ValueError as exc:
+        raise ClusterConfigError(str(exc)) from exc
     if require_all:
         missing = sorted(n for n, d in defs.items() if not d.get("isOptional") and n not in typed)
         if missing:

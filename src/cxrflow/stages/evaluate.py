@@ -14,8 +14,10 @@ from cxrflow.evaluation.evaluate import EvaluationConfig, EvaluationResult, eval
 from cxrflow.evaluation.gather import inputs_from_heads_dir
 from cxrflow.evaluation.html import write_html
 from cxrflow.evaluation.report_results import (
+    REPORT_TASK,
     ReportResults,
     load_report_results,
+    report_not_run,
     report_results_from_dict,
 )
 from cxrflow.registry.runs import client as make_client
@@ -60,14 +62,18 @@ class Result:
     mlflow_run_id: str
 
 
-def _report(report: ReportResults | dict | Path | None) -> ReportResults | None:
+def _report(report: ReportResults | dict | Path | None) -> tuple[ReportResults | None, dict]:
+    """The report results, or none and {task: why} when the report stage did not train."""
     if report is None:
-        return None
+        return None, {}
     if isinstance(report, ReportResults):
-        return report
+        return report, {}
     if isinstance(report, dict):
-        return report_results_from_dict(report)
-    return load_report_results(Path(report))
+        return report_results_from_dict(report), {}
+    why = report_not_run(Path(report))
+    if why:
+        return None, {REPORT_TASK: why}
+    return load_report_results(Path(report)), {}
 
 
 def run(
@@ -89,9 +95,11 @@ def run(
     out_dir = Path(params.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset = Dataset(params.data_dir) if params.data_dir else None
+    report_results, not_run = _report(report if report is not None else params.report_results)
     inputs = inputs_from_heads_dir(
         params.heads_dir,
-        report=_report(report if report is not None else params.report_results),
+        report=report_results,
+        not_run=not_run,
         manifest_path=dataset.manifest_path if dataset else None,
         context={
             "pipeline_run": params.pipeline_run,

@@ -19,7 +19,13 @@ from cxrflow.heads.export import CARD_FILE, load_head
 from cxrflow.heads.train import HeadsResult, train_heads
 from cxrflow.registry.versions import register_stage_model
 from cxrflow.stages.contract import param, pick
-from cxrflow.tags import TAG_DATA_VERSION, TAG_ENCODER_DIGEST, TAG_ENCODER_VERSION, TAG_PIPELINE_RUN
+from cxrflow.tags import (
+    TAG_DATA_VERSION,
+    TAG_ENCODER_DIGEST,
+    TAG_ENCODER_VERSION,
+    TAG_NOT_RUN_PREFIX,
+    TAG_PIPELINE_RUN,
+)
 from cxrflow.tracking import git_commit, params_digest, stage_run
 
 log = logging.getLogger(__name__)
@@ -101,6 +107,7 @@ def run(params: Params, *, config: HeadsConfig | None = None) -> Result:
             encoder_version=params.encoder_version,
         )
         mlflow.set_tag(TAG_ENCODER_DIGEST, result.encoder_digest)
+        mlflow.set_tags({f"{TAG_NOT_RUN_PREFIX}{k}": v for k, v in result.not_run.items()})
         mlflow.log_metrics(result.metrics())
         for path in result.artifacts:
             mlflow.log_artifact(str(path), "heads")
@@ -108,6 +115,7 @@ def run(params: Params, *, config: HeadsConfig | None = None) -> Result:
         write_heads_metrics(
             Path(params.out_dir),
             result.metrics(),
+            not_run=result.not_run,
             encoder_version=params.encoder_version,
             data_version=params.data_version,
             git_commit=git_commit(),

@@ -25,6 +25,7 @@ from cxrflow.datasets.importer import (
     ImportConfig,
     ImportSummary,
     Source,
+    check_images_found,
     import_dataset,
     import_datasets,
 )
@@ -247,4 +248,5 @@ def run(params: Params) -> Result:
         else:
             summary = import_datasets(sources, config, key)
         md = _record(summary)
+        check_images_found(summary, sources)  # after the counts are logged: the run shows them
     return Result(summary, mlflow_run.info.run_id, Dataset(config.output_dir), md)

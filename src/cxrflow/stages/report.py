@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from cxrflow.dataset import Dataset
+from cxrflow.evaluation.report_results import REPORT_TASK, not_run_json
 from cxrflow.registry.versions import register_stage_model
 from cxrflow.report.config import ReportConfig
 from cxrflow.report.data import ReportDataset, read_report_rows
@@ -29,11 +30,19 @@ from cxrflow.report.model import build_report_model, load_lm, load_report_model
 from cxrflow.report.scoring import METRIC_PREFIXES, score_on_test_split
 from cxrflow.report.small_lm import small_lm_for_reports
 from cxrflow.report.train import TrainResult, train_report_model
-from cxrflow.stages.contract import param, pick
-from cxrflow.tags import REPORT_MODEL, TAG_DATA_VERSION, TAG_ENCODER_VERSION, TAG_PIPELINE_RUN
+from cxrflow.stages.contract import param, pick, write_json_atomic
+from cxrflow.tags import (
+    REPORT_MODEL,
+    TAG_DATA_VERSION,
+    TAG_ENCODER_VERSION,
+    TAG_NOT_RUN_PREFIX,
+    TAG_PIPELINE_RUN,
+)
 from cxrflow.tracking import params_digest, stage_run
 
 log = logging.getLogger(__name__)
+
+NO_REPORTS = "no frontal image in the train or test split has Findings text"
 
 REGISTERED_MODEL = REPORT_MODEL
 TABLE_FILE = "report_table.md"
@@ -110,6 +119,32 @@ class Result:
         }
 
 
+@dataclass(frozen=True)
+class NotRun:
+    """The stage had nothing to train on: why, its MLflow run, and the results file that says
+    so to the evaluation."""
+
+    reason: str
+    mlflow_run_id: str
+    results: Path
+
+    @property
+    def table_markdown(self) -> str:
+        return f"# Report generation\n\nNot trained: {self.reason}.\n"
+
+    def to_json(self) -> dict[str, Any]:
+        """The same keys as `Result.to_json`, with no model."""
+        return {
+            "model_dir": "",
+            "model_version": "",
+            "model_uri": "",
+            "mlflow_run_id": self.mlflow_run_id,
+            "results": str(self.results),
+            "table_markdown": self.table_markdown,
+            "not_run": self.reason,
+        }
+
+
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -120,11 +155,12 @@ def run(
     config: ReportConfig | None = None,
     chexbert_path: Path | None = None,
     radgraph_path: Path | None = None,
-) -> Result | None:
+) -> Result | NotRun | None:
     """Train on the train split, generate for the test split, compare with baselines, log.
 
     `config` replaces the preset's (tests and benchmarks size it themselves). Ranks > 0 return
-    None after training.
+    None after training. Data without any report text (most public releases) are not an
+    error: the stage records why it did not train and returns `NotRun`.
     """
     config = config or params.config()
     dataset = Dataset(params.data_dir)
@@ -133,8 +169,14 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     train_rows = read_report_rows(data_dir, "train", config.max_train_samples)
     test_rows = read_report_rows(data_dir, "test", config.max_eval_samples)
-    if train_rows.rows.empty or test_rows.rows.empty:
-        raise ValueError(f"{data_dir}: no frontal images with Findings in the train or test split")
+    if train_rows.rows.empty and test_rows.rows.empty:
+        return _not_run(params, out_dir, NO_REPORTS, train_rows.excluded, test_rows.excluded)
+    for split, rows in (("train", train_rows), ("test", test_rows)):
+        if rows.rows.empty:  # some reports, but not where training or testing needs them
+            raise ValueError(
+                f"{data_dir}: no frontal image with Findings text in the {split} split "
+                f"(excluded: {rows.excluded}); report generation needs both train and test"
+            )
     torch.manual_seed(config.seed)
     if lm_dir is not None:
         lm, tokenizer = load_lm(lm_dir)
@@ -222,6 +264,40 @@ def run(
         model_version=version,
         results=out_dir / METRICS_FILE,
     )
+
+
+def _not_run(
+    params: Params,
+    out_dir: Path,
+    reason: str,
+    train_excluded: Mapping[str, int],
+    test_excluded: Mapping[str, int],
+) -> NotRun | None:
+    """Record (rank 0) that the stage did not train and why, for MLflow and the evaluation."""
+    import mlflow
+
+    log.warning("report generation not trained: %s", reason)
+    if not _is_main_process():
+        return None
+    tags = {
+        TAG_DATA_VERSION: params.data_version,
+        TAG_ENCODER_VERSION: params.encoder_version,
+        TAG_PIPELINE_RUN: params.pipeline_run,
+        f"{TAG_NOT_RUN_PREFIX}{REPORT_TASK}": reason,
+    }
+    results = out_dir / METRICS_FILE
+    with stage_run("report", params.pipeline_run, tags=tags) as mlflow_run:
+        mlflow.log_params(
+            {
+                **{f"excluded_train_{k}": v for k, v in train_excluded.items()},
+                **{f"excluded_test_{k}": v for k, v in test_excluded.items()},
+            }
+        )
+        write_json_atomic(results, not_run_json(reason))
+        outcome = NotRun(reason, mlflow_run.info.run_id, results)
+        (out_dir / TABLE_FILE).write_text(outcome.table_markdown)
+        mlflow.log_text(outcome.table_markdown, TABLE_FILE)
+    return outcome
 
 
 def _log_and_register(
