@@ -8,6 +8,7 @@ PHI: ids are keyed pseudonyms, dates are shifted, paths are made of pseudonyms.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -92,3 +93,12 @@ def read_manifest(path: Path) -> pd.DataFrame:
     if df["image_id"].duplicated().any():
         raise ManifestSchemaError(f"{path} has duplicate image_id values")
     return df
+
+
+def read_manifest_column(path: Path, column: str) -> list[Any]:
+    """One column of a manifest, without reading the rest (report text, labels, ...)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    if column not in pq.read_schema(path).names:
+        raise ManifestSchemaError(f"{path} has no column {column!r}")
+    return pq.read_table(path, columns=[column]).column(0).to_pylist()

@@ -12,6 +12,13 @@ Input: a pandas DataFrame with one of two string columns, one row an image:
 - ``image_path``: a path to such a file that the serving process can read.
 
 Output: float32 (N, hidden_size) CLS embeddings (the final-norm CLS token), in row order.
+
+Why a pyfunc and not the `mlflow.transformers` flavour: that flavour serves a transformers
+pipeline (`image-feature-extraction`), whose `transformers.image_utils.load_image` converts every
+input to 8-bit RGB. Measured with transformers 5.23: a 16-bit PNG of uniform noise comes out with
+99.5% of its pixels at 255, the saturation this module exists to avoid. Users who want the
+transformers interface load the registered `Dinov2Model` directory with `AutoModel` and prepare
+pixels with `load_image`, as the model card's snippet shows.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 
 from cxrflow.ingest import IngestConfig, run_ingest
 from cxrflow.ingest.run import file_key
-from cxrflow.manifest import ManifestSchemaError, read_manifest
+from cxrflow.manifest import ManifestSchemaError, read_manifest, read_manifest_column
 from tests.factory import PATIENT, make_dataset, write
 from tests.ingest.conftest import KEY
 
@@ -129,6 +129,17 @@ def test_manifest_schema_is_checked_on_read(tmp_path):
     pd.DataFrame({"image_id": ["a"]}).to_parquet(tmp_path / "m.parquet")
     with pytest.raises(ManifestSchemaError, match="missing columns: subject_id"):
         read_manifest(tmp_path / "m.parquet")
+
+
+def test_one_manifest_column_is_read_alone(tmp_path):
+    pd.DataFrame({"image_id": ["a", "b"], "source_dataset": ["x", "y"]}).to_parquet(
+        tmp_path / "m.parquet"
+    )
+    assert read_manifest_column(tmp_path / "m.parquet", "source_dataset") == ["x", "y"]
+    with pytest.raises(ManifestSchemaError, match="has no column 'split'"):
+        read_manifest_column(tmp_path / "m.parquet", "split")
+    with pytest.raises(FileNotFoundError, match="manifest not found"):
+        read_manifest_column(tmp_path / "none.parquet", "split")
 
 
 def test_bad_parameters_are_refused_by_name(tmp_path):

@@ -52,6 +52,7 @@ def test_a_run_from_chexpert_trains_what_the_release_allows_and_says_what_it_did
     assert "ingest" not in runs
     assert runs["import"].data.metrics["chexpert/written"] == 60  # 24 x 2 train + 6 x 2 valid
     assert runs["data_version"].data.tags["cxrflow.data_source"] == "real:chexpert"
+    assert runs["pretrain"].data.tags["cxrflow.device"] == "cpu"
     # CheXpert has labels but no masks and no reports: those heads say why they did not run.
     heads, report = runs["heads"].data, runs["report"].data
     assert heads.tags["cxrflow.not_run.segmentation"] == "no image in the data has a mask"
@@ -62,3 +63,4 @@ def test_a_run_from_chexpert_trains_what_the_release_allows_and_says_what_it_did
     assert "real, de-identified chest radiographs (chexpert)" in card
     assert "segmentation not evaluated: no image in the data has a mask" in card
     assert "report generation not evaluated" in card
+    assert "- Device: cpu" in card

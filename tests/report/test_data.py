@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from cxrflow.models import EncoderPreprocessing
+from cxrflow.models.preprocessing import load_image
 from cxrflow.report.data import (
     IGNORE_INDEX,
     PROMPT,
@@ -13,7 +14,6 @@ from cxrflow.report.data import (
     encode_prompt,
     encode_sample,
     findings_text,
-    load_image,
     prompt_text,
 )
 from cxrflow.report.tokenizer import IMAGE_TOKEN, train_bpe_tokenizer

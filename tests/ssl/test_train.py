@@ -71,6 +71,7 @@ def test_losses_are_logged_separately_and_schedules_move(image_dataset, tmp_path
 
 def test_export_loads_with_transformers_alone(image_dataset, tmp_path):
     result = pretrain(micro_config(steps=2), image_dataset, tmp_path, progress=False)
+    assert result.device == "cpu"  # what the model card's compute section states
     model = AutoModel.from_pretrained(result.encoder_dir).eval()
     processor = AutoImageProcessor.from_pretrained(result.encoder_dir)
     assert processor.image_mean[0] == pytest.approx(result.image_mean)

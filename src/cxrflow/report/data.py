@@ -17,16 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torchvision.transforms.v2.functional as TF
-from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.transforms import InterpolationMode
 from transformers import PreTrainedTokenizerBase
 
 from cxrflow.dataset import Dataset as DatasetDir  # torch's Dataset is used here too
-from cxrflow.models.preprocessing import EncoderPreprocessing
+from cxrflow.models.preprocessing import EncoderPreprocessing, load_image
 from cxrflow.report.tokenizer import IMAGE_TOKEN
-from cxrflow.ssl.augment import to_gray_float
 
 log = logging.getLogger(__name__)
 
@@ -108,23 +104,6 @@ def encode_sample(
             f"in max_length={max_length}"
         )
     return sample
-
-
-# ---------------------------------------------------------------- images
-
-
-def load_image(path: Path | str, prep: EncoderPreprocessing) -> torch.Tensor:
-    """A (3, S, S) encoder input: 16/8-bit grey image, shortest edge S, centre crop, mean/std.
-
-    Same steps as the encoder's image processor (bicubic resize, centre crop, normalise with
-    its mean/std), applied to the full 16-bit range instead of 8-bit pixels.
-    """
-    with Image.open(path) as img:
-        x = to_gray_float(img)
-    x = TF.resize(x, [prep.image_size], interpolation=InterpolationMode.BICUBIC, antialias=True)
-    x = TF.center_crop(x, [prep.image_size, prep.image_size]).clamp(0.0, 1.0)
-    x = (x - prep.mean) / prep.std
-    return x.expand(3, -1, -1).contiguous()
 
 
 # ---------------------------------------------------------------- dataset

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from cxrflow.report.data import encode_prompt, load_image
+from cxrflow.models.preprocessing import load_image
+from cxrflow.report.data import encode_prompt
 from cxrflow.report.model import CxrLlavaForConditionalGeneration
 
 log = logging.getLogger(__name__)

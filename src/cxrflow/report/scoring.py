@@ -11,9 +11,10 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from cxrflow.evaluation.report_results import report_results_json
+from cxrflow.models.preprocessing import load_image
 from cxrflow.report.baselines import most_frequent_report, nearest_neighbour_reports, pool_tokens
 from cxrflow.report.config import ReportConfig
-from cxrflow.report.data import ReportRows, findings_text, load_image
+from cxrflow.report.data import ReportRows, findings_text
 from cxrflow.report.generate import encode_images, generate_reports, load_pixels
 from cxrflow.report.metrics import (
     PerReportScores,

@@ -72,6 +72,7 @@ class PretrainResult:
     image_std: float
     last_metrics: dict[str, float] = field(default_factory=dict)
     images_per_s: float = 0.0
+    device: str = "cpu"  # what trained it, for the model card: "cpu", "4 x NVIDIA H200", ...
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,12 @@ def _all_reduce_gradients(model: SSLMetaArch, world_size: int) -> None:
         p.grad = g.clone() if flag > 0 else None
 
 
+def device_name(device: torch.device, world_size: int = 1) -> str:
+    """The accelerator's name ("cpu" for the CPU), prefixed with the process count if > 1."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return f"{world_size} x {name}" if world_size > 1 else name
+
+
 def _autocast(cfg: PretrainConfig, device: torch.device):
     use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     if use_bf16:
@@ -310,7 +317,9 @@ def pretrain(
 
     step, accumulated = start, 0
     window_start, window_images = time.perf_counter(), 0
-    result = PretrainResult(cfg.steps, start, out_dir, None, mean, std)
+    result = PretrainResult(
+        cfg.steps, start, out_dir, None, mean, std, device=device_name(device, env.world_size)
+    )
     bar = progress_bar(
         total=cfg.steps,
         initial=start,

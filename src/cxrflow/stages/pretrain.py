@@ -38,6 +38,7 @@ from cxrflow.stages.contract import param, pick
 from cxrflow.tags import (
     ENCODER_MODEL,
     TAG_DATA_VERSION,
+    TAG_DEVICE,
     TAG_GIT_COMMIT,
     TAG_PIPELINE_PARAMS,
     TAG_PIPELINE_RUN,
@@ -169,6 +170,7 @@ def run(params: Params) -> Result | None:
             on_metrics=lambda step, m: mlflow.log_metrics(m, step=step),
         )
         assert result.encoder_dir is not None
+        mlflow.set_tag(TAG_DEVICE, result.device)
         teacher_images = _attention_images(
             dataset, config.image_size, result.image_mean, result.image_std
         )

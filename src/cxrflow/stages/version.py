@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrflow.dataset import Dataset
-from cxrflow.manifest import read_manifest
+from cxrflow.manifest import read_manifest_column
 from cxrflow.provenance import data_source
 from cxrflow.stages.contract import param
 from cxrflow.tags import TAG_DATA_SOURCE, TAG_DATA_VERSION
@@ -49,7 +49,7 @@ def run(params: Params) -> Result:
     tags = {TAG_DATA_VERSION: version.md5}
     if dataset.manifest_path.is_file():
         # Synthetic or real, so that the model card never lets phantoms pass for patients.
-        source = data_source(read_manifest(dataset.manifest_path)["source_dataset"])
+        source = data_source(read_manifest_column(dataset.manifest_path, "source_dataset"))
         if source:
             tags[TAG_DATA_SOURCE] = source
     with stage_run("data_version", params.pipeline_run, tags=tags) as mlflow_run:
