@@ -120,6 +120,19 @@ def test_data_without_any_mask_skip_segmentation_and_say_why(dataset_dir, encode
     assert not any(name.startswith("segmentation") for name in result.exported)
 
 
+def test_an_unlabelled_inbox_skips_classification_and_says_why(dataset_dir, encoder_dir, tmp_path):
+    def unlabelled(df):
+        return df.assign(**{c: None for c in df.columns if c.startswith("label_")})
+
+    config = ONLY_CLS.replace(demographics=DemographicsConfig(targets=("sex",), folds=2))
+    data = _edited_copy(dataset_dir, tmp_path, unlabelled)
+    result = train_heads(data, encoder_dir, config=config, out_dir=tmp_path / "out")
+    assert result.not_run == {"classification": "no image in the data has a finding label"}
+    assert result.classification is None and "demo.accuracy.sex" in result.metrics()
+    assert not any(k.startswith("cls.") for k in result.metrics())
+    assert "## Classification\n\nNot trained: no image in the data has a finding" in result.markdown
+
+
 def test_masks_missing_from_one_split_are_still_an_error(dataset_dir, encoder_dir, tmp_path):
     def drop_test_masks(df):
         return df.assign(mask_path=df["mask_path"].where(df["split"] != "test", None))

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cxrflow.dataset import Dataset
+from cxrflow.findings import FINDINGS, label_column
 from cxrflow.heads.augment import classification_augment, segmentation_augment
 from cxrflow.heads.classification import (
     ClassificationResult,
@@ -55,13 +56,31 @@ from cxrflow.models import DinoViT, EncoderPreprocessing, load_encoder
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-SEGMENTATION = "segmentation"
+CLASSIFICATION, SEGMENTATION = "classification", "segmentation"
+NO_LABELS = "no image in the data has a finding label"
 NO_MASKS = "no image in the data has a mask"
+
+
+def has_labels(manifest: pd.DataFrame, findings: Sequence[str] = ()) -> bool:
+    """Whether any image carries a label of `findings` (empty: any finding); an unlabelled
+    inbox has none."""
+    columns = [label_column(f) for f in findings or FINDINGS]
+    columns = [c for c in columns if c in manifest.columns]
+    return bool(columns) and bool(manifest[columns].notna().to_numpy().any())
 
 
 def has_masks(manifest: pd.DataFrame) -> bool:
     """Whether any image carries a mask (a dataset with none cannot train segmentation)."""
     return "mask_path" in manifest.columns and bool(manifest["mask_path"].notna().any())
+
+
+def _not_run(result: HeadsResult, task: str, why: str) -> str:
+    """Record that an enabled task did not run; its section of the heads' Markdown."""
+    # Hospital inboxes without side-car labels and public releases without masks still train
+    # the other heads; the reason travels to the evaluation and the card instead of failing.
+    result.not_run[task] = why
+    log.warning("%s not trained: %s", task, why)
+    return f"## {task.capitalize()}\n\nNot trained: {why}.\n"
 
 
 @dataclass
@@ -155,14 +174,12 @@ def train_heads(
     needs_tokens = config.classification.enabled or config.demographics.enabled
     tokens = ctx.token_features(frames) if needs_tokens else {}
     tables = [f"# Heads on encoder `{encoder_version or result.encoder_digest[:12]}`", ""]
-    if config.classification.enabled:
+    if config.classification.enabled and not has_labels(df, config.classification.findings):
+        tables.append(_not_run(result, CLASSIFICATION, NO_LABELS))
+    elif config.classification.enabled:
         tables.append(classification_table(ctx.classification(frames, tokens)))
     if config.segmentation.enabled and not has_masks(df):
-        # Public releases mostly ship labels without masks: the other heads still run, and the
-        # reason travels to the evaluation and the card instead of failing the pipeline.
-        result.not_run[SEGMENTATION] = NO_MASKS
-        log.warning("segmentation not trained: %s", NO_MASKS)
-        tables.append(f"## Segmentation\n\nNot trained: {NO_MASKS}.\n")
+        tables.append(_not_run(result, SEGMENTATION, NO_MASKS))
     elif config.segmentation.enabled:
         tables.append(segmentation_table(ctx.segmentation(frames)))
     if config.demographics.enabled:

@@ -62,7 +62,9 @@ class Result:
     mlflow_run_id: str
 
 
-def _report(report: ReportResults | dict | Path | None) -> tuple[ReportResults | None, dict]:
+def _report(
+    report: ReportResults | dict | Path | None,
+) -> tuple[ReportResults | None, dict[str, str]]:
     """The report results, or none and {task: why} when the report stage did not train."""
     if report is None:
         return None, {}
