@@ -195,3 +195,43 @@ def test_a_changed_official_split_does_not_move_a_frozen_subject(caplog):
         again, _ = assign_splits(changed, SplitConfig(mode="official"), frozen)
     assert subject_split(again) == subject_split(out)
     assert "1 known subjects have an official split other than their frozen one" in caplog.text
+
+
+def _small_manifest_hashing_leaves_empty(split: str, n: int = 16) -> pd.DataFrame:
+    """The first `n`-subject manifest (by id offset) whose hashing puts nobody in `split`."""
+    config = SplitConfig()
+    for start in range(0, 100_000, n):
+        df = make_manifest(n, start=start)
+        if split not in {hash_split(s, config.seed, config.ratios) for s in df["subject_id"]}:
+            return df
+    raise AssertionError("no such manifest")
+
+
+@pytest.mark.parametrize("empty", ["val", "test"])
+def test_a_split_hashing_leaves_empty_takes_one_new_subject(empty, caplog):
+    df = _small_manifest_hashing_leaves_empty(empty)
+    config = SplitConfig()
+    with caplog.at_level("INFO"):
+        out, frozen = assign_splits(df, config)
+    assert set(out["split"]) == set(SPLITS)
+    moved = frozen[frozen["method"] == "filled"]
+    assert list(moved["split"]) == [empty]  # one subject, into the empty split
+    rest = frozen[frozen["method"] == "hash"].set_index("subject_id")["split"]
+    assert all(rest[s] == hash_split(s, config.seed, config.ratios) for s in rest.index)
+    assert f"split {empty} was empty" in caplog.text
+    # the same subjects give the same assignment, and the moved subject then stays frozen
+    again, _ = assign_splits(df.sample(frac=1, random_state=1), config)
+    assert subject_split(again) == subject_split(out)
+    grown, _ = assign_splits(pd.concat([df, make_manifest(5, start=900_000)]), config, frozen)
+    assert all(subject_split(grown)[s] == subject_split(out)[s] for s in df["subject_id"])
+
+
+def test_frozen_and_official_subjects_never_fill_an_empty_split(caplog):
+    df = make_manifest(6)
+    df["official_split"] = "train"  # a release whose every subject is published as train
+    out, frozen = assign_splits(df, SplitConfig(mode="official"))
+    assert set(out["split"]) == {"train"} and set(frozen["method"]) == {"official"}
+    assert "split val is empty and no new subject can move into it" in caplog.text
+    frozen_train = frozen.assign(method="hash")
+    out, _ = assign_splits(df.drop(columns="official_split"), SplitConfig(), frozen_train)
+    assert set(out["split"]) == {"train"}  # frozen subjects keep their split

@@ -15,14 +15,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cxrflow.split.config import SPLITS, SplitConfig
-from cxrflow.split.hashing import hash_splits
+from cxrflow.split.hashing import bucket, hash_splits
 from cxrflow.split.stratified import stratified_split
 
 log = logging.getLogger(__name__)
 
 SPLITS_FILE = "splits.parquet"
 SPLIT_COLUMN = "split"
-METHODS: tuple[str, ...] = ("hash", "stratified", "official")
+# "filled": a new subject moved into a split that hashing left empty (see `fill_empty_splits`)
+METHODS: tuple[str, ...] = ("hash", "stratified", "official", "filled")
 SPLITS_SCHEMA = pa.schema(
     [
         pa.field("subject_id", pa.string(), nullable=False),
@@ -121,6 +122,36 @@ def _warn_official_changes(official: pd.Series, known: pd.Series) -> None:
         )
 
 
+def fill_empty_splits(
+    known: pd.Series, new: pd.Series, method: pd.Series, config: SplitConfig
+) -> tuple[pd.Series, pd.Series]:
+    """Move new subjects into splits that would otherwise have no subject at all.
+
+    Hashing 16 subjects at 70/15/15 leaves val empty 7% of the time (0.85^16), and a pipeline
+    then fails at the heads stage after pre-training. Each empty split takes the new subject,
+    from a split that keeps at least one subject, whose hash bucket lies nearest to the empty
+    split's interval: deterministic for a given set of subjects; frozen subjects and subjects
+    with an official split never move.
+    """
+    new, method = new.copy(), method.copy()
+    for name in SPLITS:
+        if (known == name).any() or (new == name).any():
+            continue
+        counts = pd.concat([known, new]).value_counts()
+        # a dataset's official split is kept as published
+        donors = [s for s in new.index if counts[new[s]] > 1 and method[s] != "official"]
+        if not donors:
+            log.warning("split %s is empty and no new subject can move into it", name)
+            continue
+        lo = sum(config.ratios[: SPLITS.index(name)])
+        hi = lo + config.ratios[SPLITS.index(name)]
+        centre = (lo + hi) / 2
+        chosen = min(donors, key=lambda s: (abs(bucket(s, config.seed) - centre), s))
+        log.info("split %s was empty: new subject moved there from %s", name, new[chosen])
+        new[chosen], method[chosen] = name, "filled"
+    return new, method
+
+
 def assign_splits(
     manifest_df: pd.DataFrame, config: SplitConfig, frozen: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -128,7 +159,9 @@ def assign_splits(
 
     Subjects in `frozen` keep their split. New subjects are hashed, except on a first split
     (no frozen subjects yet) in stratified mode, and in official mode where the manifest's
-    official column gives them one. Frozen subjects absent from the manifest are kept.
+    official column gives them one; a split left without any subject takes one new subject
+    that has no official split (`fill_empty_splits`). Frozen subjects absent from the manifest
+    are kept.
     """
     if "subject_id" not in manifest_df.columns:
         raise SplitAssignmentError("manifest has no subject_id column")
@@ -163,6 +196,8 @@ def assign_splits(
                 log.info("frozen assignment exists: %d new subjects are hashed", len(new))
             split = hash_splits(new, config.seed, config.ratios)
             method = pd.Series("hash", index=new, dtype=object)
+    if len(new):
+        split, method = fill_empty_splits(known, split.reindex(new), method.reindex(new), config)
     log.info("%d subjects kept their frozen split, %d new", len(subjects) - len(new), len(new))
 
     added = pd.DataFrame(
