@@ -226,7 +226,7 @@ def check_images_found(summary: ImportSummary, sources: Sequence[Source]) -> Non
     release's folder, and a run that went on would train on nothing."""
     roots = {s.name: s.root for s in sources}
     for d in summary.datasets:
-        if d.listed and d.imported == 0 and len(d.missing) == d.listed:
+        if d.listed and len(d.missing) == d.listed:  # none written or imported before
             raise ImagesNotFoundError(
                 f"{d.dataset}: none of the {d.listed} images its metadata lists is under "
                 f"{roots.get(d.dataset, '?')} (e.g. {d.missing[0]}); the root must be the folder "
@@ -337,12 +337,11 @@ def _convert(task: _Task, config: ImportConfig) -> Outcome | None:
 
 
 def _mask_png(spec: str, source_shape: tuple[int, int], shape: tuple[int, ...]) -> bytes:
-    """The spec's packed mask drawn at the source image's size, resized like the image."""
-    packed = packed_mask(spec, source_shape)
-    if packed.shape != source_shape:  # a spec drawn on another size: scaled to the source's
-        packed = resize_mask(packed, source_shape)
+    """The spec's packed mask, drawn at its own size (else the source image's), resized to the
+    written image's `shape` in one nearest-neighbour step."""
+    packed = resize_mask(packed_mask(spec, source_shape), (int(shape[0]), int(shape[1])))
     buf = io.BytesIO()
-    Image.fromarray(resize_mask(packed, (int(shape[0]), int(shape[1])))).save(buf, format="PNG")
+    Image.fromarray(packed).save(buf, format="PNG")
     return buf.getvalue()
 
 

@@ -162,8 +162,9 @@ def write_masks(df: pd.DataFrame, root: Path, out_dir: Path) -> pd.DataFrame:
         if not isinstance(raw, str) or not raw:
             continue
         shape = spec_shape(json.loads(raw))
-        if shape is None and int(row.get("height", 0) or 0) > 0 and int(row.get("width", 0) or 0):
-            shape = (int(row["height"]), int(row["width"]))
+        height, width = int(row.get("height", 0) or 0), int(row.get("width", 0) or 0)
+        if shape is None and height > 0 and width > 0:
+            shape = (height, width)
         packed = packed_mask(raw, shape or image_shape(Path(root) / str(row["image_path"])))
         _, _, local = str(row["image_id"]).partition(":")
         rel = (
