@@ -7,7 +7,9 @@ mention patterns of `cxrflow.report.labeling.vocabulary`, and two negspacy `Nege
 one with the negation termset and one with the uncertainty termset. A trigger's scope is its
 clause: a new sentence or a termination term ("but", "however", "which", ";") ends it, so one
 "No" covers a whole list ("No focal airspace disease, pleural effusion or pneumothorax");
-post-mention triggers ("has resolved") reach back a few tokens only.
+post-mention triggers ("has resolved") reach back a few tokens only. Only the sections that
+describe the image are read (`cxrflow.report.labeling.sections`): a finding in the INDICATION or
+HISTORY is the question asked, not the answer.
 
 Labels: 1 positive, 0 negative or not mentioned, -1 uncertain (mapped to negative for F1, as the
 paper maps CheXbert's uncertain). Per finding, positive beats uncertain beats negative over the
@@ -27,6 +29,7 @@ from spacy.tokens import Doc, Span
 
 from cxrflow.findings import FINDINGS
 from cxrflow.report.labeling import vocabulary as vocab
+from cxrflow.report.labeling.sections import image_sections
 
 POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
 
@@ -142,8 +145,9 @@ def _merge(labels: dict[str, int], doc: Doc) -> None:
 
 
 def _paragraphs(text: str) -> list[str]:
-    """Paragraphs of a report, each with its line wraps and runs of spaces collapsed."""
-    return [" ".join(p.split()) for p in _PARAGRAPHS.split(text or "") if p.strip()]
+    """Paragraphs of a report's image sections, with line wraps and runs of spaces collapsed."""
+    sections = image_sections(text or "")
+    return [" ".join(p.split()) for p in _PARAGRAPHS.split(sections) if p.strip()]
 
 
 def label_reports(texts: Sequence[str]) -> list[dict[str, int]]:

@@ -72,6 +72,9 @@ WORD_CLASSES: Final[dict[str, tuple[str, ...]]] = {
         "slight",
         "minimal",
         "overall",
+        # Redaction tokens (IU-CXR's XXXX, MIMIC-CXR's ___) stand where a word was removed.
+        "xxxx",
+        "___",
     ),
     "AORTA_ADJ": (
         "tortuous",
@@ -210,6 +213,7 @@ MENTIONS: Final[dict[str, tuple[str, ...]]] = {
         # "aortic elongation" / "aortic button enlargement" / "aortic aneurysm".
         "@AORTA_ADJ @AORTA_DESC{0,3} aorta|aortic",
         "aorta|aortic arch|knob|root? @COPULA* @AORTA_ADJ",
+        "aorta|aortic arch|knob|root? @COPULA* calcified|atherosclerotic and|, @AORTA_ADJ",
         "aortic enlargement|dilatation|dilation|ectasia|tortuosity|elongation|unfolding|aneurysm",
         "aortic arch|root|knob enlargement|dilatation|dilation|ectasia|aneurysm",
         "tortuosity|ectasia|dilatation|dilation|elongation|unfolding|enlargement|aneurysm of "
@@ -248,6 +252,7 @@ MENTIONS: Final[dict[str, tuple[str, ...]]] = {
         "chest tube|tubes|drain|drains|catheter|catheters",
         "thoracostomy tube|tubes|catheter|catheters|drain|drains",
         "pleural drain|drains|tube|tubes|catheter|catheters",
+        "pleural drainage tube|tubes|catheter|catheters",
         "intercostal drain|drains|tube|tubes|catheter|catheters",
         "pigtail catheter|catheters|drain|drains",
         "pleurx",

@@ -1,0 +1,81 @@
+"""The parts of a radiology report that describe the image, without the request around it.
+
+A report's INDICATION, HISTORY, COMPARISON and TECHNIQUE sections say why and how the study was
+done ("History of pneumothorax", "Positive PPD, history of tuberculosis"): a finding named there
+is the question, not the answer, so labelling it would put findings on normal studies. This is
+the section step of the CheXpert and CheXbert labelers, which read the impression (and findings)
+only. Text before the first heading is kept: many reports have no headings at all.
+
+Headings are those of MIMIC-CXR's and IU-CXR (OpenI)'s reports: a known name followed by a colon,
+in any case ("FINDINGS:", "Impression:", "CLINICAL HISTORY:", "Reason for exam:").
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+# Sections that describe the image.
+KEPT_HEADINGS: Final[tuple[str, ...]] = (
+    "findings",
+    "finding",
+    "impression",
+    "impressions",
+    "conclusion",
+    "conclusions",
+    "opinion",
+    "interpretation",
+    "summary",
+    "final report",
+    "wet read",
+    "addendum",
+)
+# Sections about the request, the patient's history or the technique.
+DROPPED_HEADINGS: Final[tuple[str, ...]] = (
+    "indication",
+    "indications",
+    "clinical indication",
+    "history",
+    "clinical history",
+    "medical history",
+    "clinical information",
+    "clinical data",
+    "clinical details",
+    "clinical notes",
+    "reason for exam",
+    "reason for examination",
+    "reason for study",
+    "reason for request",
+    "comparison",
+    "comparisons",
+    "technique",
+    "procedure",
+    "examination",
+    "exam",
+    "study",
+    "type of examination",
+    "notification",
+    "recommendation",
+    "recommendations",
+)
+
+_NAMES = sorted(KEPT_HEADINGS + DROPPED_HEADINGS, key=len, reverse=True)  # longest name first
+_HEADING = re.compile(
+    r"(?<![\w-])(" + "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in _NAMES) + r")\s*:",
+    re.IGNORECASE,
+)
+_DROPPED = frozenset(DROPPED_HEADINGS)
+
+
+def image_sections(text: str) -> str:
+    """`text` without its dropped sections; kept sections are separated by a blank line."""
+    kept: list[str] = []
+    start, keep = 0, True
+    for heading in _HEADING.finditer(text):
+        if keep:
+            kept.append(text[start : heading.start()])
+        keep = " ".join(heading.group(1).lower().split()) not in _DROPPED
+        start = heading.end()
+    if keep:
+        kept.append(text[start:])
+    return "\n\n".join(part.strip() for part in kept if part.strip())
