@@ -139,10 +139,11 @@ def spec_shape(spec: dict[str, Any]) -> tuple[int, int] | None:
     return int(spec["shape"][0]), int(spec["shape"][1])
 
 
-def packed_mask(spec_json: str, image_shape: tuple[int, int]) -> np.ndarray:
-    """The packed uint16 mask of a spec, at the spec's shape (else `image_shape`, the source
-    image's (height, width))."""
-    spec = json.loads(spec_json)
+def packed_mask(spec: str | dict[str, Any], image_shape: tuple[int, int]) -> np.ndarray:
+    """The packed uint16 mask of a spec (its JSON or parsed), at the spec's shape (else
+    `image_shape`, the source image's (height, width))."""
+    if isinstance(spec, str):
+        spec = json.loads(spec)
     shape = spec_shape(spec) or image_shape
     return pack(rasterize(spec, shape), shape)
 
@@ -161,11 +162,12 @@ def write_masks(df: pd.DataFrame, root: Path, out_dir: Path) -> pd.DataFrame:
         raw = row[MASK_SPEC_COLUMN]
         if not isinstance(raw, str) or not raw:
             continue
-        shape = spec_shape(json.loads(raw))
+        spec = json.loads(raw)
+        shape = spec_shape(spec)
         height, width = int(row.get("height", 0) or 0), int(row.get("width", 0) or 0)
         if shape is None and height > 0 and width > 0:
             shape = (height, width)
-        packed = packed_mask(raw, shape or image_shape(Path(root) / str(row["image_path"])))
+        packed = packed_mask(spec, shape or image_shape(Path(root) / str(row["image_path"])))
         _, _, local = str(row["image_id"]).partition(":")
         rel = (
             Path("masks")
