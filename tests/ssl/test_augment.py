@@ -186,3 +186,15 @@ def test_dataloader_round_trip() -> None:
     batch = next(iter(loader))
     assert batch["global_crops"].dtype == torch.bfloat16
     assert batch["masks"].shape == (4, 16)
+
+
+def test_pretraining_reads_images_as_the_served_encoder_does():
+    from PIL import Image
+
+    from cxrflow.models.preprocessing import read_image
+
+    sixteen = Image.fromarray(np.arange(0, 60000, 1000, dtype=np.uint16).reshape(6, 10))
+    assert torch.equal(to_gray_float(sixteen)[0], torch.from_numpy(read_image(sixteen)))
+    over = Image.fromarray(np.full((4, 4), 70000, dtype=np.int32), mode="I")
+    with pytest.raises(ValueError, match="exceed 16 bits"):
+        to_gray_float(over)

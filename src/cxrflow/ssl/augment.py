@@ -41,6 +41,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
+from cxrflow.models.preprocessing import pil_to_unit_float
 from cxrflow.ssl.masking import MaskingGenerator, collate_masks
 
 RAD_DINO_INPUT = 518
@@ -51,16 +52,12 @@ ImageLike = Image.Image | torch.Tensor | np.ndarray
 def to_gray_float(image: ImageLike) -> torch.Tensor:
     """A (1, H, W) float32 image in [0, 1] from PIL (L, I;16, I, F, RGB), array or tensor.
 
-    Integer modes I/I;16 and uint16/int tensors are read as full-range 16-bit (/ 65535).
+    PIL images are read by the shared `pil_to_unit_float`, the reader of the served encoder too
+    (16-bit modes / 65535, 8-bit / 255; a mode-I value over 16 bits or an F pixel outside [0, 1]
+    is refused). uint16/int tensors are read as full-range 16-bit (/ 65535).
     """
     if isinstance(image, Image.Image):
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            array = np.asarray(image, dtype=np.float32) / 65535.0  # 16-bit PNG/DICOM exports
-        elif image.mode == "F":
-            array = np.asarray(image, dtype=np.float32)
-        else:
-            array = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-        tensor = torch.from_numpy(array.copy())
+        tensor = torch.from_numpy(pil_to_unit_float(image).copy())
     else:
         tensor = torch.as_tensor(image)
         if tensor.dtype == torch.uint8:
