@@ -95,6 +95,16 @@ def test_stage_logs_tables_metrics_and_registers_heads(
         f"models:/cxrflow-head-segmentation-linear/{out.registered['cxrflow-head-segmentation-linear']}"
     )
     assert model(torch.zeros(1, 4, 192, 8, 8)).shape == (1, 2, 112, 112)
+    # Each head's logged model carries its own scores, and only those.
+    (logged,) = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{out.mlflow_run_id}' AND name = 'classification'",
+        output_format="list",
+    )
+    linked = {metric.key: metric.value for metric in logged.metrics or []}
+    assert linked == out.result.metrics_of("classification")
+    assert linked and all(k.startswith("cls.") for k in linked)
+    assert linked["cls.auprc.macro"] == m["cls.auprc.macro"]
 
 
 def test_feature_cache_is_reused(dataset_dir, encoder_dir, manifest, tmp_path, monkeypatch, caplog):

@@ -122,6 +122,21 @@ class HeadsResult:
                 out[f"demo.images.{t}"] = d.images
         return {k: float(v) for k, v in out.items() if not math.isnan(v)}
 
+    def metrics_of(self, head: str) -> dict[str, float]:
+        """The part of `metrics()` that scores one exported head (a key of `exported`)."""
+        task, _, variant = head.partition("-")
+        if task == "classification":
+            return {k: v for k, v in self.metrics().items() if k.startswith("cls.")}
+        if task == "segmentation":
+            return {k: v for k, v in self.metrics().items() if k.startswith(f"seg.{variant}.")}
+        if task == "demographics":
+            return {
+                k: v
+                for k, v in self.metrics().items()
+                if k.startswith("demo.") and k.endswith(f".{variant}")
+            }
+        raise ValueError(f"unknown head {head!r}")
+
 
 def check_encoder(encoder: DinoViT, prep: EncoderPreprocessing) -> None:
     """The processor's image size must tile into whole patches."""
