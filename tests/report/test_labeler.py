@@ -65,6 +65,12 @@ EVAL_SET = Path(__file__).with_name("labeler_eval.jsonl")
         # Positive beats uncertain beats negative over a report's mentions.
         ("Possible left effusion. Small left pleural effusion.", {"pleural_effusion": POSITIVE}),
         ("No pleural effusion. Possible left effusion.", {"pleural_effusion": UNCERTAIN}),
+        # Templated reports: the colon joins a mention to its value.
+        (
+            "Pneumothorax: none. Pleural effusion: absent.",
+            {"pneumothorax": 0, "pleural_effusion": 0},
+        ),
+        ("Pleural effusion: small left. Pneumothorax: not seen.", {"pleural_effusion": 1}),
         # Both findings in one word.
         ("Small left hydropneumothorax.", {"pneumothorax": 1, "pleural_effusion": 1}),
     ],

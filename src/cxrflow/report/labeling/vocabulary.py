@@ -392,9 +392,15 @@ NEGATION_TERMS: Final[dict[str, list[str]]] = {
         "ruled out",
         "unlikely",
         "excluded",
+        # Templated reports: "Pneumothorax: none", "Pleural effusion: negative".
+        "none",
+        "none seen",
+        "negative",
     ],
     "termination": [
         # A new clause ends a trigger's scope (NegEx terminations; CheXpert's "but"/"however").
+        # Not ":": headings are split off by `sections`, and in a templated line ("Pneumothorax:
+        # absent") the colon joins the mention to its negation.
         "but",
         "however",
         "although",
@@ -413,7 +419,6 @@ NEGATION_TERMS: Final[dict[str, list[str]]] = {
         "with",
         "given",
         ";",
-        ":",
     ],
 }
 
