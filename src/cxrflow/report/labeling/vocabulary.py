@@ -72,6 +72,8 @@ WORD_CLASSES: Final[dict[str, tuple[str, ...]]] = {
         "slight",
         "minimal",
         "overall",
+        # Templated reports: "Heart size: enlarged".
+        ":",
         # Redaction tokens (IU-CXR's XXXX, MIMIC-CXR's ___) stand where a word was removed.
         "xxxx",
         "___",
@@ -217,8 +219,8 @@ MENTIONS: Final[dict[str, tuple[str, ...]]] = {
         "aortic enlargement|dilatation|dilation|ectasia|tortuosity|elongation|unfolding|aneurysm",
         "aortic arch|root|knob enlargement|dilatation|dilation|ectasia|aneurysm",
         "tortuosity|ectasia|dilatation|dilation|elongation|unfolding|enlargement|aneurysm of "
-        "the? @AORTA_SEG? aorta|aortic",
-        "aneurysmal dilatation|dilation of the? @AORTA_SEG? aorta",
+        "the? @AORTA_SEG{0,2} aorta|aortic",
+        "aneurysmal dilatation|dilation of the? @AORTA_SEG{0,2} aorta",
         "prominent|enlarged|widened aortic knob|arch",
         "aortic knob|arch @COPULA* prominent",
         "prominence of the? aortic knob|arch",
