@@ -479,6 +479,8 @@ UNCERTAINTY_TERMS: Final[dict[str, list[str]]] = {
         "maybe",
         "rule out",
         "evaluate for",
+        "evaluation for",
+        "assessment for",
         "r/o",
         "difficult to exclude",
     ],
