@@ -15,6 +15,11 @@ def test_inline_headings_in_any_case():
     assert image_sections(text) == "Lungs clear.\n\nNormal chest."
 
 
+def test_a_plural_marker_in_the_heading():
+    text = "IMPRESSION: Normal.\n\nRECOMMENDATION(S): Repeat to exclude pneumothorax."
+    assert image_sections(text) == "Normal."
+
+
 def test_text_without_headings_is_kept_whole():
     text = "Small left pleural effusion. History is not given."
     assert image_sections(text) == text

@@ -61,7 +61,9 @@ DROPPED_HEADINGS: Final[tuple[str, ...]] = (
 
 _NAMES = sorted(KEPT_HEADINGS + DROPPED_HEADINGS, key=len, reverse=True)  # longest name first
 _HEADING = re.compile(
-    r"(?<![\w-])(" + "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in _NAMES) + r")\s*:",
+    r"(?<![\w-])("
+    + "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in _NAMES)
+    + r")(?:\(s\))?\s*:",  # MIMIC-CXR writes "RECOMMENDATION(S):"
     re.IGNORECASE,
 )
 _DROPPED = frozenset(DROPPED_HEADINGS)
