@@ -65,6 +65,9 @@ EVAL_SET = Path(__file__).with_name("labeler_eval.jsonl")
         # Positive beats uncertain beats negative over a report's mentions.
         ("Possible left effusion. Small left pleural effusion.", {"pleural_effusion": POSITIVE}),
         ("No pleural effusion. Possible left effusion.", {"pleural_effusion": UNCERTAIN}),
+        # "and there is" starts a new assertion; a plain "and" continues the negated list.
+        ("No pneumothorax and there is a small left effusion.", {"pleural_effusion": 1}),
+        ("No pneumothorax, effusion and consolidation.", {"pleural_effusion": 0}),
         # Templated reports: the colon joins a mention to its value.
         (
             "Pneumothorax: none. Pleural effusion: absent.",

@@ -420,6 +420,10 @@ NEGATION_TERMS: Final[dict[str, list[str]]] = {
         "whereas",
         "with",
         "given",
+        "and there is",
+        "and there are",
+        "and there has been",
+        "and there remains",
         ";",
     ],
 }
