@@ -51,6 +51,11 @@ def setup_logging(verbose: bool = False) -> None:
     # encoded JPEG 2000 tile).
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    if not console.is_terminal:
+        # transformers' "Loading weights" bar (one per model load) and the hub's bars redraw
+        # with carriage returns: in a log they are noise. Inherited by kfp.local's task
+        # processes; read when huggingface_hub is first imported.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def report_console() -> Console:
