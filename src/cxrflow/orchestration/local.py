@@ -52,6 +52,8 @@ def run_pipeline_locally(settings: LocalSettings, params: dict[str, Any]) -> Pat
     # Task subprocesses must find this environment's python, cxrflow and the same MLflow store.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    # Their output is re-printed line by line, where a redrawn bar is one line per frame.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     settings.pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
