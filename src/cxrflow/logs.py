@@ -52,10 +52,11 @@ def setup_logging(verbose: bool = False) -> None:
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if not console.is_terminal:
-        # transformers' "Loading weights" bar (one per model load) and the hub's bars redraw
-        # with carriage returns: in a log they are noise. Inherited by kfp.local's task
-        # processes; read when huggingface_hub is first imported.
+        # transformers' "Loading weights" bar (one per model load), the hub's bars and MLflow's
+        # "Downloading artifacts" bar redraw with carriage returns: in a log they are noise.
+        # Inherited by kfp.local's task processes; read when those libraries are imported.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def report_console() -> Console:

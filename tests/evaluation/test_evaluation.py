@@ -320,3 +320,14 @@ def test_tasks_that_did_not_run_are_listed_with_their_reasons(tracking, tmp_path
     assert "report generation not evaluated: no reports here" in out.html_path.read_text()
     with pytest.raises(ValueError, match="not_run: a reason is required"):
         not_run_json(" ")
+
+
+def test_a_table_without_rows_shows_its_reason_not_an_empty_grid():
+    from cxrflow.evaluation.compare import ChampionComparison
+
+    table = ChampionComparison("cxrflow-encoder", "1", False, "not compared: different test sets")
+    md, page = table.table().to_markdown(), table.table().to_html()
+    assert "| metric |" not in md and "not compared: different test sets" in md
+    assert "<table>" not in page and "not compared: different test sets" in page
+    shared = ChampionComparison("m", "1", True, "same split", (("auprc", 0.5, 0.4),))
+    assert "| auprc | 0.5 | 0.4 | 0.1 |" in shared.table().to_markdown()

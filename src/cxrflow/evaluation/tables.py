@@ -26,9 +26,10 @@ class Table:
             return v.replace("|", "\\|")
 
         lines = [f"**{self.title}**", ""]
-        lines.append("| " + " | ".join(cell(c) for c in self.columns) + " |")
-        lines.append("| " + " | ".join("---" for _ in self.columns) + " |")
-        lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in self.rows]
+        if self.rows:  # a header over no rows says nothing; the caption says why there are none
+            lines.append("| " + " | ".join(cell(c) for c in self.columns) + " |")
+            lines.append("| " + " | ".join("---" for _ in self.columns) + " |")
+            lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in self.rows]
         if self.caption:
             lines += ["", f"_{self.caption}_"]
         return "\n".join(lines) + "\n"
@@ -39,9 +40,10 @@ class Table:
             "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in self.rows
         )
         cap = f"<p class='caption'>{html.escape(self.caption)}</p>" if self.caption else ""
+        table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         return (
             f"<h3 id='{html.escape(self.key)}'>{html.escape(self.title)}</h3>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{cap}"
+            f"{table if self.rows else ''}{cap}"
         )
 
     def to_dict(self) -> dict[str, object]:

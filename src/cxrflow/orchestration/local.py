@@ -54,6 +54,7 @@ def run_pipeline_locally(settings: LocalSettings, params: dict[str, Any]) -> Pat
     os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
     # Their output is re-printed line by line, where a redrawn bar is one line per frame.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings.pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
