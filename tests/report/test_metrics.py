@@ -136,3 +136,13 @@ def test_per_report_scores_are_what_table2_aggregates():
     assert reference[0] == ["pleural_effusion"] and generated[3] == ["chest_tube"]
     # no stemming: a plural is another word
     assert rouge_l_scorer().score("effusion", "effusions")["rougeL"].fmeasure == 0.0
+
+
+def test_the_rouge_scorer_does_not_log_its_tokenizer(caplog):
+    import logging
+
+    from cxrflow.report.metrics import rouge_l_scorer
+
+    with caplog.at_level(logging.INFO):
+        rouge_l_scorer()
+    assert "Using default tokenizer" not in caplog.text

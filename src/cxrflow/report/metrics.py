@@ -19,6 +19,7 @@ Scores are on a 0-100 scale, as in the paper.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -118,6 +119,8 @@ def bootstrap(
 
 def rouge_l_scorer() -> rouge_scorer.RougeScorer:
     """The ROUGE-L scorer of every figure in cxrflow (Table 2, per image, fairness)."""
+    # rouge-score logs "Using default tokenizer." at INFO through absl on every construction.
+    logging.getLogger("absl").setLevel(logging.WARNING)
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=ROUGE_USE_STEMMER)
 
 

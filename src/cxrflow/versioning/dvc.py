@@ -59,7 +59,11 @@ class DataVersion:
 def _repo(root: Path):  # -> dvc.repo.Repo, imported lazily: DVC is slow to import
     from dvc.repo import Repo
 
-    return Repo(str(root))
+    repo = Repo(str(root))
+    # DVC's "To track the changes with git, run: git add ..." hints are for a person at a shell;
+    # cxrflow records the version itself (they reached the demo's output on every version).
+    repo.scm_context.quiet = True
+    return repo
 
 
 def ensure_repo(root: Path, remote_url: str | None = None) -> str:
