@@ -33,3 +33,12 @@ def test_a_finding_named_in_the_history_is_not_labelled():
     )
     assert got["tuberculosis"] == NEGATIVE
     assert got["rib_fracture"] == POSITIVE
+
+
+def test_a_dropped_section_ends_at_a_blank_line():
+    text = "INDICATION: Cough.\n\nThere is a right lower lobe consolidation."
+    assert image_sections(text) == "There is a right lower lobe consolidation."
+    assert image_sections("History: cough. No pneumothorax.") == ""
+    # MIMIC-CXR puts a blank line between a heading and its text.
+    spaced = "INDICATION: \n\n___M with pneumothorax.\n\nFINDINGS: \n\nLungs clear."
+    assert image_sections(spaced) == "Lungs clear."
