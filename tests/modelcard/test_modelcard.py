@@ -22,6 +22,7 @@ from cxrflow.modelcard.build import CARD_DIR, JSON_NAME
 from cxrflow.modelcard.card import RAD_DINO_BIBTEX
 from cxrflow.modelcard.monai import METADATA_NAME
 from cxrflow.phantom import GROUND_TRUTH_NAME, generate_phantom
+from cxrflow.provenance import PHANTOM_SOURCE
 from cxrflow.registry import ENCODER_MODEL, lineage_for, register_candidate
 from cxrflow.registry.versions import MAX_DESCRIPTION, shorten_description
 from cxrflow.tags import TAG_DATA_SOURCE, TAG_DATA_VERSION, TAG_GIT_COMMIT, TAG_MODEL_CARD
@@ -245,7 +246,7 @@ def _encoder_card(
     init_tags: dict[str, str],
     evaluation: dict | None = None,
     *,
-    license: License | str = "apache-2.0",
+    license: License | str | None = "apache-2.0",
     ingest_tags: dict[str, str] | None = None,
 ):
     upstream("kfp-9", MD5, "s" * 16)
@@ -440,3 +441,22 @@ def test_architecture_and_input_come_from_the_registered_export(tracking, tmp_pa
     md = card.to_markdown()
     assert "Normalisation: `(x - 0.45) / 0.22` on pixels scaled to [0, 1]" in md
     assert "the registered Hugging Face export" in md
+
+
+def test_weights_trained_on_a_research_use_dataset_carry_its_terms(tracking):
+    def card(source: str, **kwargs):
+        ingest = {TAG_DATA_SOURCE: source}
+        return _encoder_card(RANDOM, ingest_tags=ingest, license=None, **kwargs).to_markdown()
+
+    chexpert = card("real:chexpert,chestxray14")
+    meta = HfModelCard(chexpert).data.to_dict()
+    assert meta["license"] == "other"
+    assert meta["license_name"] == "dataset-terms-chexpert"
+    assert meta["license_link"] == "https://stanfordmlgroup.github.io/competitions/chexpert/"
+    assert "Data terms (chexpert): Stanford CheXpert Dataset Research Use Agreement" in chexpert
+    assert "Data terms (chestxray14)" not in chexpert  # NIH's terms are unrestricted use
+    # Open data, or a site's own images (whose governance cxrflow cannot know, said in the text).
+    assert HfModelCard(card("real:chestxray14")).data.to_dict()["license"] == "apache-2.0"
+    site = card(f"mixed:{PHANTOM_SOURCE},dicom")
+    assert HfModelCard(site).data.to_dict()["license"] == "apache-2.0"
+    assert "Data terms (dicom): the data owner's governance" in site

@@ -15,7 +15,6 @@ from cxrflow.lineage.model import model_kind
 from cxrflow.modelcard import facts
 from cxrflow.modelcard.card import ModelCard, safe_hyperparameters
 from cxrflow.modelcard.facts import (
-    PROJECT_LICENSE,
     Architecture,
     Compute,
     InputSpec,
@@ -227,7 +226,7 @@ def build_model_card(
     ref: str,
     *,
     evaluation: EvaluationResult | Mapping[str, Any] | None = None,
-    license: License | str = PROJECT_LICENSE,
+    license: License | str | None = None,
     tags: Iterable[str] = ("chest-x-ray", "radiology", "dinov2", "rad-dino", "cxrflow"),
     limitations: Iterable[str] = (),
     data_source: str = "",
@@ -237,6 +236,8 @@ def build_model_card(
 
     `data_source` (`synthetic[:name]` / `real[:name]`) declares the data's provenance when no
     stage recorded it; otherwise the `cxrflow.data_source` tag of the pipeline's stages is read.
+    `license` None: the project's, unless the data's terms bind the weights
+    (`facts.weights_license`).
     """
     c = client or make_client()
     mv = resolve_version(name, ref, c)
@@ -262,12 +263,13 @@ def build_model_card(
         parents = [f"cxrflow-encoder:{t[TAG_ENCODER_VERSION]}"]
     kind = model_kind(name, t)
     arch, spec = _encoder_spec(name, str(mv.version), params) if kind == "encoder" else (None, None)
+    provenance = _provenance(data_source, t, runs)
     return ModelCard(
         name=name,
         version=str(mv.version),
         kind=kind,
         description=DESCRIPTIONS.get(kind, "A cxrflow model."),
-        license=license,
+        license=license if license is not None else facts.weights_license(provenance),
         tags=tuple(tags),
         data_version=t.get(TAG_DATA_VERSION, "unknown"),
         split_digest=t.get(TAG_SPLIT_DIGEST, "unknown"),
@@ -286,7 +288,7 @@ def build_model_card(
         fairness_tables=tuple(x for x in tables if x.key in _FAIRNESS_KEYS),
         cohort_tables=tuple(x for x in tables if x.key in _COHORT_KEYS),
         limitations=tuple(limitations),
-        provenance=_provenance(data_source, t, runs),
+        provenance=provenance,
         init=facts.initialisation(t) if kind == "encoder" else facts.Initialisation(),
         architecture=arch,
         input_spec=spec,

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from cxrflow.data_terms import binding_terms
+
 log = logging.getLogger(__name__)
 
 
@@ -81,6 +83,26 @@ class Provenance:
     def has_synthetic(self) -> bool:
         """Some or all of the images are generated phantoms."""
         return self.kind in ("synthetic", "mixed")
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The recorded source names (datasets, the phantom generator, `dicom`)."""
+        return tuple(s.strip() for s in self.source.split(",") if s.strip())
+
+
+def weights_license(provenance: Provenance, default: License = PROJECT_LICENSE) -> License:
+    """`default`, unless a public dataset the weights were trained on binds them by its terms.
+
+    Then `other`, named after those datasets and linked to the first one's terms (the card's
+    text lists them all). A site's own images leave the licence to the site: cxrflow cannot
+    know its governance, and the card's text says so.
+    """
+    public = {s: t for s, t in binding_terms(provenance.sources).items() if t.link}
+    if not public:
+        return default
+    names = sorted(public)
+    slug = re.sub(r"[^a-z0-9.+-]+", "-", "dataset-terms-" + "-".join(names).lower())
+    return License("other", slug, public[names[0]].link)
 
 
 @dataclass(frozen=True)

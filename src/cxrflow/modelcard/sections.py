@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cxrflow.data_terms import binding_terms
 from cxrflow.evaluation.tables import Table
 from cxrflow.modelcard.card import RAD_DINO_ARXIV, RAD_DINO_BIBTEX
 from cxrflow.modelcard.claims import (
@@ -281,6 +282,15 @@ def _risk_lines(card: ModelCard) -> list[str]:
     return out
 
 
+def _data_terms_lines(card: ModelCard) -> list[str]:
+    """One line per training-data source whose terms bind the weights."""
+    out = []
+    for source, terms in binding_terms(card.provenance.sources).items():
+        where = f" ({terms.link})" if terms.link else ""
+        out.append(f"- Data terms ({source}): {terms.terms}{where}; they bind these weights too")
+    return out
+
+
 def render_sections(card: ModelCard) -> str:
     """Everything below the front matter."""
     opts = ", ".join(f"{k}={v}" for k, v in sorted(card.deid_options.items())) or "not recorded"
@@ -302,6 +312,7 @@ def render_sections(card: ModelCard) -> str:
         + (f", aliases: {', '.join(card.aliases)}" if card.aliases else ""),
         f"- Parent models: {', '.join(card.parents) or 'none'}",
         f"- License: {lic.describe()}",
+        *_data_terms_lines(card),
         f"- Method: RAD-DINO (arXiv:{RAD_DINO_ARXIV}); see Citation",
         "",
         "## Uses",
