@@ -29,6 +29,8 @@ TAG_DEID_OPTIONS: Final = "cxrflow.deid_options"
 TAG_PARENTS: Final = "cxrflow.parent_models"
 TAG_MODEL_KIND: Final = "cxrflow.model_kind"
 TAG_MODEL_CARD: Final = "cxrflow.model_card"
+# Data sources whose terms bind a version's weights, its parents' included (comma-separated).
+TAG_DATA_TERMS: Final = "cxrflow.data_terms"
 METRIC_TAG_PREFIX: Final = "cxrflow.metric."
 EVAL_RUN_TAG: Final = "cxrflow.evaluation_run"
 TAG_PREFIX: Final = "cxrflow."

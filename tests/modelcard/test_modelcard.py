@@ -248,20 +248,21 @@ def _encoder_card(
     *,
     license: License | str | None = "apache-2.0",
     ingest_tags: dict[str, str] | None = None,
+    pipeline: str = "kfp-9",
+    parents: tuple = (),
 ):
-    upstream("kfp-9", MD5, "s" * 16)
+    upstream(pipeline, MD5, "s" * 16)
     if ingest_tags is not None:
-        stage("ingest", "kfp-9", tags=ingest_tags, params={"deid_profile": PROFILE})
+        stage("ingest", pipeline, tags=ingest_tags, params={"deid_profile": PROFILE})
     run = stage(
         "pretrain",
-        "kfp-9",
+        pipeline,
         tags={TAG_DATA_VERSION: MD5, TAG_GIT_COMMIT: "1" * 40, **init_tags},
         params=TINY_PARAMS,
         artifacts={"model/README.txt": "stand-in"},
     )
-    mv = register_candidate(
-        f"runs:/{run}/model", ENCODER_MODEL, lineage_for("kfp-9", "encoder", params_digest="p")
-    )
+    lineage = lineage_for(pipeline, "encoder", params_digest="p", parents=list(parents))
+    mv = register_candidate(f"runs:/{run}/model", ENCODER_MODEL, lineage)
     return build_model_card(ENCODER_MODEL, f":{mv.version}", evaluation=evaluation, license=license)
 
 
@@ -460,3 +461,23 @@ def test_weights_trained_on_a_research_use_dataset_carry_its_terms(tracking):
     site = card(f"mixed:{PHANTOM_SOURCE},dicom")
     assert HfModelCard(site).data.to_dict()["license"] == "apache-2.0"
     assert "Data terms (dicom): the data owner's governance" in site
+
+
+def test_a_model_continued_from_a_bound_parent_stays_bound(tracking):
+    from cxrflow.registry.tags import ParentModel
+    from cxrflow.tags import TAG_DATA_TERMS
+
+    parent = _encoder_card(RANDOM, ingest_tags={TAG_DATA_SOURCE: "real:padchest"}, license=None)
+    attach_model_card(parent)
+    recorded = mlflow.MlflowClient().get_model_version(ENCODER_MODEL, parent.version).tags
+    assert recorded[TAG_DATA_TERMS] == "padchest"
+    child = _encoder_card(
+        RANDOM,
+        ingest_tags={TAG_DATA_SOURCE: "real:chestxray14"},  # open data, continued from padchest
+        license=None,
+        pipeline="kfp-10",
+        parents=(ParentModel(ENCODER_MODEL, parent.version),),
+    )
+    assert child.data_terms == ("padchest",)
+    assert child.license_.name == "dataset-terms-padchest"
+    assert "through the parent model's weights" in child.to_markdown()

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cxrflow.data_terms import binding_terms
 from cxrflow.evaluation.evaluate import EvaluationResult
 from cxrflow.evaluation.tables import Table
 from cxrflow.lineage.model import model_kind
@@ -28,6 +29,7 @@ from cxrflow.registry.versions import resolve_version, set_description, version_
 from cxrflow.tags import (
     ENTRY_STAGES,
     TAG_DATA_SOURCE,
+    TAG_DATA_TERMS,
     TAG_DATA_VERSION,
     TAG_DEID_OPTIONS,
     TAG_DEID_PROFILE,
@@ -96,6 +98,23 @@ def _provenance(declared: str, tags: Mapping[str, str], runs: Mapping[str, Any])
         if value:
             return Provenance.parse(value, f"the {stage} stage run's `{TAG_DATA_SOURCE}`")
     return Provenance("unknown")
+
+
+def _inherited_terms(parents: Iterable[str], client: Any) -> set[str]:
+    """The binding data sources recorded on parent versions (`name:version`): weights trained
+    from a parent's weights stay bound by the terms of the parent's data."""
+    from mlflow.exceptions import MlflowException
+
+    out: set[str] = set()
+    for parent in parents:
+        name, _, version = parent.strip().rpartition(":")
+        try:
+            recorded = client.get_model_version(name, version).tags.get(TAG_DATA_TERMS, "")
+        except MlflowException:
+            log.warning("parent %s not in the registry: its data terms are not known", parent)
+            continue
+        out.update(s for s in recorded.split(",") if s.strip())
+    return out
 
 
 def count_parameters(cfg: Any) -> int:
@@ -264,12 +283,14 @@ def build_model_card(
     kind = model_kind(name, t)
     arch, spec = _encoder_spec(name, str(mv.version), params) if kind == "encoder" else (None, None)
     provenance = _provenance(data_source, t, runs)
+    bound = set(binding_terms(provenance.sources)) | _inherited_terms(parents, c)
+    data_terms = tuple(sorted(bound))
     return ModelCard(
         name=name,
         version=str(mv.version),
         kind=kind,
         description=DESCRIPTIONS.get(kind, "A cxrflow model."),
-        license=license if license is not None else facts.weights_license(provenance),
+        license=license if license is not None else facts.weights_license(data_terms),
         tags=tuple(tags),
         data_version=t.get(TAG_DATA_VERSION, "unknown"),
         split_digest=t.get(TAG_SPLIT_DIGEST, "unknown"),
@@ -298,6 +319,7 @@ def build_model_card(
         report=tuple(facts.report_results(ev)),
         fairness=tuple(facts.fairness_results(ev)),
         evaluation_notes=tuple(str(n) for n in ev.get("notes", [])),
+        data_terms=data_terms,
     )
 
 
@@ -334,6 +356,8 @@ def attach_model_card(card: ModelCard, *, client: Any = None) -> str:
             c.log_artifact(mv.run_id, str(path), folder)
     uri = f"runs:/{mv.run_id}/{folder}/{MARKDOWN_NAME}"
     c.set_model_version_tag(card.name, card.version, TAG_MODEL_CARD, uri)
+    if card.data_terms:  # what a model continued from this one inherits
+        c.set_model_version_tag(card.name, card.version, TAG_DATA_TERMS, ",".join(card.data_terms))
     body = card.hf_card().text.strip() + "\n"  # without its YAML: what the registry UI shows
     set_description(card.name, card.version, body, full_text_uri=uri, client=c)
     log.info("model card of %s:%s attached at %s", card.name, card.version, uri)

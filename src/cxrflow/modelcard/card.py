@@ -92,6 +92,8 @@ class ModelCard:
     report: tuple[IntervalResult, ...] = ()
     fairness: tuple[GroupResult, ...] = ()
     evaluation_notes: tuple[str, ...] = ()
+    # Sources whose terms bind the weights: this version's data and its parents'
+    data_terms: tuple[str, ...] = ()
     schema_version: int = CARD_SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 

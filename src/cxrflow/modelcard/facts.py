@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -90,14 +90,15 @@ class Provenance:
         return tuple(s.strip() for s in self.source.split(",") if s.strip())
 
 
-def weights_license(provenance: Provenance, default: License = PROJECT_LICENSE) -> License:
-    """`default`, unless a public dataset the weights were trained on binds them by its terms.
+def weights_license(sources: Iterable[str], default: License = PROJECT_LICENSE) -> License:
+    """`default`, unless a public dataset among `sources` (the weights' training data, their
+    parents' included) binds them by its terms.
 
     Then `other`, named after those datasets and linked to the first one's terms (the card's
     text lists them all). A site's own images leave the licence to the site: cxrflow cannot
     know its governance, and the card's text says so.
     """
-    public = {s: t for s, t in binding_terms(provenance.sources).items() if t.link}
+    public = {s: t for s, t in binding_terms(sources).items() if t.link}
     if not public:
         return default
     names = sorted(public)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cxrflow.data_terms import binding_terms
+from cxrflow.data_terms import terms_of
 from cxrflow.evaluation.tables import Table
 from cxrflow.modelcard.card import RAD_DINO_ARXIV, RAD_DINO_BIBTEX
 from cxrflow.modelcard.claims import (
@@ -283,11 +283,14 @@ def _risk_lines(card: ModelCard) -> list[str]:
 
 
 def _data_terms_lines(card: ModelCard) -> list[str]:
-    """One line per training-data source whose terms bind the weights."""
+    """One line per data source whose terms bind the weights (a parent's data included)."""
+    own = set(card.provenance.sources)
     out = []
-    for source, terms in binding_terms(card.provenance.sources).items():
+    for source in card.data_terms:
+        terms = terms_of(source)
         where = f" ({terms.link})" if terms.link else ""
-        out.append(f"- Data terms ({source}): {terms.terms}{where}; they bind these weights too")
+        via = "" if source in own else ", through the parent model's weights"
+        out.append(f"- Data terms ({source}): {terms.terms}{where}; they bind these weights{via}")
     return out
 
 
