@@ -25,6 +25,7 @@ from cxrflow.modelcard.facts import (
 from cxrflow.modelcard.monai import METADATA_NAME
 from cxrflow.registry.runs import client as make_client
 from cxrflow.registry.runs import stage_runs
+from cxrflow.registry.tags import LineageTagsError, ParentModel
 from cxrflow.registry.versions import resolve_version, set_description, version_metrics
 from cxrflow.tags import (
     ENTRY_STAGES,
@@ -107,10 +108,10 @@ def _inherited_terms(parents: Iterable[str], client: Any) -> set[str]:
 
     out: set[str] = set()
     for parent in parents:
-        name, _, version = parent.strip().rpartition(":")
         try:
-            recorded = client.get_model_version(name, version).tags.get(TAG_DATA_TERMS, "")
-        except MlflowException:
+            p = ParentModel.parse(parent)
+            recorded = client.get_model_version(p.name, p.version).tags.get(TAG_DATA_TERMS, "")
+        except (LineageTagsError, MlflowException):
             log.warning("parent %s not in the registry: its data terms are not known", parent)
             continue
         out.update(s for s in recorded.split(",") if s.strip())
