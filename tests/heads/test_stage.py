@@ -15,6 +15,7 @@ from cxrflow.heads.config import (
 )
 from cxrflow.heads.data import ImageDataset, split_frame
 from cxrflow.heads.features import FeatureCache, extract_features
+from cxrflow.heads.train import head_metrics
 from cxrflow.models import load_encoder
 from cxrflow.stages import heads as heads_stage
 
@@ -102,7 +103,7 @@ def test_stage_logs_tables_metrics_and_registers_heads(
         output_format="list",
     )
     linked = {metric.key: metric.value for metric in logged.metrics or []}
-    assert linked == out.result.metrics_of("classification")
+    assert linked == head_metrics(out.result.metrics(), "classification")
     assert linked and all(k.startswith("cls.") for k in linked)
     assert linked["cls.auprc.macro"] == m["cls.auprc.macro"]
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,20 +122,19 @@ class HeadsResult:
                 out[f"demo.images.{t}"] = d.images
         return {k: float(v) for k, v in out.items() if not math.isnan(v)}
 
-    def metrics_of(self, head: str) -> dict[str, float]:
-        """The part of `metrics()` that scores one exported head (a key of `exported`)."""
-        task, _, variant = head.partition("-")
-        if task == "classification":
-            return {k: v for k, v in self.metrics().items() if k.startswith("cls.")}
-        if task == "segmentation":
-            return {k: v for k, v in self.metrics().items() if k.startswith(f"seg.{variant}.")}
-        if task == "demographics":
-            return {
-                k: v
-                for k, v in self.metrics().items()
-                if k.startswith("demo.") and k.endswith(f".{variant}")
-            }
+
+def head_metrics(metrics: Mapping[str, float], head: str) -> dict[str, float]:
+    """The part of `HeadsResult.metrics()` that scores one exported head (a key of `exported`):
+    `classification`, `segmentation-<decoder>` or `demographics-<target>`."""
+    task, _, variant = head.partition("-")
+    belongs = {
+        "classification": lambda k: k.startswith("cls."),
+        "segmentation": lambda k: k.startswith(f"seg.{variant}."),
+        "demographics": lambda k: k.startswith("demo.") and k.endswith(f".{variant}"),
+    }.get(task)
+    if belongs is None:
         raise ValueError(f"unknown head {head!r}")
+    return {k: v for k, v in metrics.items() if belongs(k)}
 
 
 def check_encoder(encoder: DinoViT, prep: EncoderPreprocessing) -> None:

@@ -16,7 +16,7 @@ from cxrflow.evaluation.gather import write_heads_metrics
 from cxrflow.heads.config import HeadsConfig
 from cxrflow.heads.config import preset as heads_preset
 from cxrflow.heads.export import CARD_FILE, load_head
-from cxrflow.heads.train import HeadsResult, train_heads
+from cxrflow.heads.train import HeadsResult, head_metrics, train_heads
 from cxrflow.registry.versions import register_stage_model
 from cxrflow.stages.contract import param, pick
 from cxrflow.tags import (
@@ -111,9 +111,10 @@ def run(params: Params, *, config: HeadsConfig | None = None) -> Result:
         for path in result.artifacts:
             mlflow.log_artifact(str(path), "heads")
         mlflow.log_text(result.markdown, "heads/heads.md")
+        metrics = result.metrics()
         write_heads_metrics(
             Path(params.out_dir),
-            result.metrics(),
+            metrics,
             not_run=result.not_run,
             encoder_version=params.encoder_version,
             data_version=params.data_version,
@@ -128,10 +129,10 @@ def run(params: Params, *, config: HeadsConfig | None = None) -> Result:
             model_id, version = _log_and_register(name, export_dir, config, tags)
             if version:
                 registered[f"{config.model_prefix}-{name}"] = version
-            own = result.metrics_of(name)
+            own = head_metrics(metrics, name)
             mlflow.log_metrics(own, model_id=model_id)
             linked.update(own)
-        mlflow.log_metrics({k: v for k, v in result.metrics().items() if k not in linked})
+        mlflow.log_metrics({k: v for k, v in metrics.items() if k not in linked})
     return Result(
         result, mlflow_run.info.run_id, registered, result.markdown_path, Path(params.out_dir)
     )
