@@ -214,9 +214,9 @@ def not_run_json(reason: str) -> dict[str, str]:
     return {NOT_RUN: reason}
 
 
-def report_not_run(path: Path) -> str:
-    """Why the report stage did not train, from its results file ("" when it did)."""
-    data = json.loads(Path(path).read_text())
+def report_not_run(results: Path | Mapping[str, Any]) -> str:
+    """Why the report stage did not train, from its results (file or parsed; "" when it did)."""
+    data = json.loads(Path(results).read_text()) if isinstance(results, Path) else results
     return str(data.get(NOT_RUN, "")) if isinstance(data, Mapping) else ""
 
 

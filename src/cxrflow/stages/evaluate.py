@@ -16,7 +16,6 @@ from cxrflow.evaluation.html import write_html
 from cxrflow.evaluation.report_results import (
     REPORT_TASK,
     ReportResults,
-    load_report_results,
     report_not_run,
     report_results_from_dict,
 )
@@ -70,12 +69,11 @@ def _report(
         return None, {}
     if isinstance(report, ReportResults):
         return report, {}
-    if isinstance(report, dict):
-        return report_results_from_dict(report), {}
-    why = report_not_run(Path(report))
+    data = report if isinstance(report, dict) else json.loads(Path(report).read_text())
+    why = report_not_run(data)
     if why:
         return None, {REPORT_TASK: why}
-    return load_report_results(Path(report)), {}
+    return report_results_from_dict(data), {}
 
 
 def run(
