@@ -52,11 +52,18 @@ def setup_logging(verbose: bool = False) -> None:
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     if not console.is_terminal:
-        # transformers' "Loading weights" bar (one per model load), the hub's bars and MLflow's
-        # "Downloading artifacts" bar redraw with carriage returns: in a log they are noise.
-        # Inherited by kfp.local's task processes; read when those libraries are imported.
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        quiet_library_bars()
+
+
+def quiet_library_bars() -> None:
+    """Turn off third-party progress bars in this process and the processes it starts.
+
+    transformers' "Loading weights" bar (one per model load), the hub's bars and MLflow's
+    "Downloading artifacts" bar redraw with carriage returns: in a log they are one line per
+    frame. Read when those libraries are imported; a value already set is kept.
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def report_console() -> Console:

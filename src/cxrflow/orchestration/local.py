@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cxrflow.logs import quiet_library_bars
 from cxrflow.orchestration.local_logs import TaskLogFilter, log_path_for
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,7 @@ def run_pipeline_locally(settings: LocalSettings, params: dict[str, Any]) -> Pat
     # Task subprocesses must find this environment's python, cxrflow and the same MLflow store.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ["MLFLOW_TRACKING_URI"] = settings.tracking_uri
-    # Their output is re-printed line by line, where a redrawn bar is one line per frame.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    quiet_library_bars()  # their output is re-printed line by line, on a terminal too
     settings.pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
